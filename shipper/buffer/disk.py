@@ -1,0 +1,371 @@
+"""An append-only, checksummed, segmented disk buffer with in-order acknowledgement.
+
+Sources append batches; each batch is one record: ``magic | length | crc32 | events | payload``.
+A sink reads records in order and acknowledges them when its backend accepted them; the
+acknowledged position (``ack.json``) only moves over a contiguous prefix of acknowledged
+records, so a crash at any moment re-delivers at most what was in flight, and loses nothing.
+A torn or corrupt record is counted and skipped (the reader resynchronises on the next magic).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import struct
+import zlib
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import orjson
+
+from shipper import metrics
+from shipper.event import Event, pack_events, unpack_events
+
+log = logging.getLogger("shipper.buffer")
+
+MAGIC = b"\xecLG\x01"
+_HEADER = struct.Struct(">4sIII")  # magic, payload length, crc32(payload), event count
+_MAX_RECORD = 1 << 30
+
+
+@dataclass(slots=True)
+class Chunk:
+    """One buffer record handed to a sink: its events and the token to acknowledge it with."""
+
+    segment: int
+    end: int
+    size: int
+    count: int
+    events: list[Event]
+    done: bool = False
+
+
+def _seg_name(seg: int) -> str:
+    return f"{seg:016d}.seg"
+
+
+class DiskBuffer:
+    """The disk buffer of one sink (single process, single event loop)."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        name: str,
+        *,
+        max_bytes: int = 256 * 1024 * 1024,
+        when_full: Literal["block", "drop_newest"] = "block",
+        fsync: Literal["always", "interval", "never"] = "interval",
+        segment_bytes: int = 32 * 1024 * 1024,
+    ) -> None:
+        self.dir = Path(directory)
+        self.name = name
+        self.max_bytes = max_bytes
+        self.when_full = when_full
+        self.fsync_policy = fsync
+        self.segment_bytes = segment_bytes
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._changed = asyncio.Condition()
+        self._outstanding: deque[Chunk] = deque()
+        self._read_fds: dict[int, int] = {}
+        self._dirty = False
+        self._closed = False
+        self.pending_bytes = 0
+        self.pending_events = 0
+        self._recover()
+        metrics.BUFFER_MAX_BYTES.labels(name).set(max_bytes)
+        self._update_gauges()
+
+    # -- start-up -------------------------------------------------------------------------------
+
+    def _segments(self) -> list[int]:
+        out = []
+        for p in self.dir.glob("*.seg"):
+            with contextlib.suppress(ValueError):
+                out.append(int(p.stem))
+        return sorted(out)
+
+    def _recover(self) -> None:
+        segs = self._segments()
+        ack_seg, ack_off = (segs[0] if segs else 0), 0
+        try:
+            state = orjson.loads((self.dir / "ack.json").read_bytes())
+            ack_seg, ack_off = int(state["segment"]), int(state["offset"])
+        except FileNotFoundError:
+            pass
+        except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+            log.warning("buffer %s: unreadable ack.json (%s); re-reading from the oldest segment",
+                        self.name, exc)
+            ack_seg, ack_off = (segs[0] if segs else 0), 0
+        for seg in segs:
+            if seg < ack_seg:
+                (self.dir / _seg_name(seg)).unlink(missing_ok=True)
+        segs = [s for s in segs if s >= ack_seg]
+        if segs and segs[0] > ack_seg:
+            ack_seg, ack_off = segs[0], 0
+        self._ack_pos = (ack_seg, ack_off)
+        self._read_pos = (ack_seg, ack_off)
+        for seg in segs:
+            start = ack_off if seg == ack_seg else 0
+            size, events = self._scan_headers(seg, start)
+            self.pending_bytes += size
+            self.pending_events += events
+        self._write_seg = (segs[-1] + 1) if segs else max(ack_seg, 1)
+        self._write_fd = self._open_segment(self._write_seg)
+        self._write_off = 0
+        if not segs:
+            self._ack_pos = self._read_pos = (self._write_seg, 0)
+        if self.pending_events:
+            log.info("buffer %s: resuming %d undelivered events (%d bytes)", self.name,
+                     self.pending_events, self.pending_bytes)
+
+    def _scan_headers(self, seg: int, start: int) -> tuple[int, int]:
+        """Bytes and events after ``start`` in a segment, reading headers only."""
+        path = self.dir / _seg_name(seg)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return 0, 0
+        events = 0
+        with path.open("rb") as f:
+            off = start
+            while off + _HEADER.size <= size:
+                f.seek(off)
+                magic, length, _crc, count = _HEADER.unpack(f.read(_HEADER.size))
+                if magic != MAGIC or off + _HEADER.size + length > size:
+                    break
+                events += count
+                off += _HEADER.size + length
+        return max(0, size - start), events
+
+    def _open_segment(self, seg: int) -> int:
+        return os.open(self.dir / _seg_name(seg), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+
+    # -- writing --------------------------------------------------------------------------------
+
+    async def append(self, events: list[Event]) -> bool:
+        """Write a batch durably (per the fsync policy). Returns False if it was dropped (full)."""
+        if not events:
+            return True
+        payload = pack_events(events)
+        record = _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload), len(events)) + payload
+        if self.pending_bytes + len(record) > self.max_bytes and self.pending_bytes > 0:
+            if self.when_full == "drop_newest":
+                metrics.EVENTS_DROPPED.labels(self.name, "buffer_full").inc(len(events))
+                return False
+            metrics.BUFFER_BLOCKED.labels(self.name).set(1)
+            log.warning("buffer %s full (%d bytes): holding sources back", self.name, self.pending_bytes)
+            async with self._changed:
+                await self._changed.wait_for(
+                    lambda: self._closed or self.pending_bytes + len(record) <= self.max_bytes
+                    or self.pending_bytes == 0
+                )
+            metrics.BUFFER_BLOCKED.labels(self.name).set(0)
+            if self._closed:
+                raise BufferClosed(self.name)
+        os.write(self._write_fd, record)
+        self._write_off += len(record)
+        self.pending_bytes += len(record)
+        self.pending_events += len(events)
+        if self.fsync_policy == "always":
+            await asyncio.to_thread(os.fsync, self._write_fd)
+        else:
+            self._dirty = True
+        if self._write_off >= self.segment_bytes:
+            self._roll()
+        self._update_gauges()
+        async with self._changed:
+            self._changed.notify_all()
+        return True
+
+    def _roll(self) -> None:
+        if self.fsync_policy != "never":
+            os.fsync(self._write_fd)
+        os.close(self._write_fd)
+        self._write_seg += 1
+        self._write_fd = self._open_segment(self._write_seg)
+        self._write_off = 0
+
+    def sync(self) -> None:
+        """fsync what was written (the ``interval`` policy calls this before checkpoints are saved)."""
+        if self._dirty and self.fsync_policy != "never":
+            os.fsync(self._write_fd)
+        self._dirty = False
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def _available(self) -> bool:
+        return self._read_pos < (self._write_seg, self._write_off)
+
+    async def read(self, max_events: int, max_bytes: int, timeout: float) -> list[Chunk]:
+        """Wait for data, then return records up to the limits, waiting up to ``timeout`` to fill."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._closed or self._available())
+        chunks: list[Chunk] = []
+        events = size = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            while events < max_events and size < max_bytes and self._available():
+                chunk = self._read_one()
+                if chunk is None:
+                    continue
+                chunks.append(chunk)
+                events += chunk.count
+                size += chunk.size
+            if events >= max_events or size >= max_bytes or self._closed:
+                break
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                async with self._changed:
+                    await asyncio.wait_for(
+                        self._changed.wait_for(lambda: self._closed or self._available()), remaining
+                    )
+            except TimeoutError:
+                break
+        return chunks
+
+    def _read_fd(self, seg: int) -> int | None:
+        fd = self._read_fds.get(seg)
+        if fd is None:
+            try:
+                fd = os.open(self.dir / _seg_name(seg), os.O_RDONLY)
+            except FileNotFoundError:
+                return None
+            self._read_fds[seg] = fd
+        return fd
+
+    def _read_one(self) -> Chunk | None:
+        """Read the record at the read position; on corruption, skip and return None."""
+        seg, off = self._read_pos
+        limit = self._write_off if seg == self._write_seg else None
+        fd = self._read_fd(seg)
+        if fd is None:
+            self._advance_segment(seg)
+            return None
+        header = os.pread(fd, _HEADER.size, off)
+        if limit is None and len(header) < _HEADER.size:
+            if header:
+                self._corrupt(seg, off, off + len(header), "torn header at segment end")
+            self._advance_segment(seg)
+            return None
+        magic, length, crc, count = _HEADER.unpack(header)
+        payload = os.pread(fd, length, off + _HEADER.size) if magic == MAGIC and length < _MAX_RECORD else b""
+        if magic != MAGIC or len(payload) != length or zlib.crc32(payload) != crc:
+            nxt = self._resync(fd, off + 1, limit)
+            self._corrupt(seg, off, nxt, "bad magic or checksum" if len(payload) == length else "torn record")
+            if nxt is None:
+                self._advance_segment(seg)
+            else:
+                self._read_pos = (seg, nxt)
+            return None
+        end = off + _HEADER.size + length
+        self._read_pos = (seg, end)
+        try:
+            events = unpack_events(payload)
+        except Exception as exc:  # checksum passed but the payload does not decode: skip it
+            self._corrupt(seg, off, end, f"undecodable payload: {exc}")
+            return None
+        chunk = Chunk(seg, end, _HEADER.size + length, count, events)
+        self._outstanding.append(chunk)
+        return chunk
+
+    def _resync(self, fd: int, start: int, limit: int | None) -> int | None:
+        """Offset of the next valid record after ``start`` in this segment, or None."""
+        data = os.pread(fd, (limit - start) if limit is not None else _MAX_RECORD, start)
+        pos = 0
+        while True:
+            i = data.find(MAGIC, pos)
+            if i < 0 or i + _HEADER.size > len(data):
+                return None
+            _m, length, crc, _n = _HEADER.unpack_from(data, i)
+            body = data[i + _HEADER.size : i + _HEADER.size + length]
+            if len(body) == length and zlib.crc32(body) == crc:
+                return start + i
+            pos = i + 1
+
+    def _corrupt(self, seg: int, off: int, nxt: int | None, why: str) -> None:
+        metrics.BUFFER_CORRUPT.labels(self.name).inc()
+        log.error("buffer %s: skipping corrupt data in segment %d at offset %d (%s)", self.name, seg, off, why)
+        # The skipped bytes count as delivered so the acknowledged position can move past them.
+        end = nxt if nxt is not None else off
+        skipped = Chunk(seg, end, max(0, end - off), 0, [], done=True)
+        self._outstanding.append(skipped)
+
+    def _advance_segment(self, seg: int) -> None:
+        later = [s for s in self._segments() if s > seg]
+        nxt = later[0] if later else self._write_seg
+        if nxt == seg:
+            return
+        self._read_pos = (nxt, 0)
+        self._outstanding.append(Chunk(nxt, 0, 0, 0, [], done=True))
+
+    # -- acknowledgement ------------------------------------------------------------------------
+
+    def ack(self, chunks: list[Chunk]) -> None:
+        """Mark records delivered; the persisted position moves over the contiguous done prefix."""
+        for c in chunks:
+            c.done = True
+        moved = False
+        while self._outstanding and self._outstanding[0].done:
+            c = self._outstanding.popleft()
+            self._ack_pos = (c.segment, c.end)
+            self.pending_bytes -= c.size
+            self.pending_events -= c.count
+            moved = True
+        if not moved:
+            return
+        self.pending_bytes = max(self.pending_bytes, 0)
+        self._persist_ack()
+        self._delete_consumed()
+        self._update_gauges()
+        asyncio.get_running_loop().create_task(self._notify())
+
+    def _persist_ack(self) -> None:
+        tmp = self.dir / "ack.json.tmp"
+        tmp.write_bytes(orjson.dumps({"segment": self._ack_pos[0], "offset": self._ack_pos[1]}))
+        os.replace(tmp, self.dir / "ack.json")
+
+    def _delete_consumed(self) -> None:
+        ack_seg = self._ack_pos[0]
+        for seg in list(self._read_fds):
+            if seg < ack_seg:
+                os.close(self._read_fds.pop(seg))
+        for seg in self._segments():
+            if seg < ack_seg and seg != self._write_seg:
+                (self.dir / _seg_name(seg)).unlink(missing_ok=True)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _update_gauges(self) -> None:
+        metrics.BUFFER_BYTES.labels(self.name).set(self.pending_bytes)
+        metrics.BUFFER_EVENTS.labels(self.name).set(self.pending_events)
+
+    # -- shutdown -------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Wake every waiter, fsync and close files. Unacknowledged records stay for next start."""
+        self._closed = True
+        await self._notify()
+        if self.fsync_policy != "never":
+            with contextlib.suppress(OSError):
+                os.fsync(self._write_fd)
+        os.close(self._write_fd)
+        for fd in self._read_fds.values():
+            os.close(fd)
+        self._read_fds.clear()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+class BufferClosed(Exception):
+    """The buffer was closed while a writer waited for space."""

@@ -1,0 +1,91 @@
+"""Prometheus metrics the shipper exports; every component records through these objects."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+_BYTES_BUCKETS = tuple(2**i for i in range(10, 24, 2))
+
+EVENTS_RECEIVED = Counter(
+    "ecvi_shipper_events_received", "Events read or accepted by a source.", ["source"], registry=REGISTRY
+)
+BYTES_RECEIVED = Counter(
+    "ecvi_shipper_bytes_received", "Payload bytes read or accepted by a source.", ["source"],
+    registry=REGISTRY,
+)
+INPUT_ERRORS = Counter(
+    "ecvi_shipper_input_errors",
+    "Malformed input counted and skipped by a source (bad line, bad frame, bad UTF-8, truncated).",
+    ["source", "reason"], registry=REGISTRY,
+)
+EVENTS_SENT = Counter(
+    "ecvi_shipper_events_sent", "Events the backend accepted.", ["sink"], registry=REGISTRY
+)
+BYTES_SENT = Counter(
+    "ecvi_shipper_bytes_sent", "Request body bytes the backend accepted.", ["sink"], registry=REGISTRY
+)
+EVENTS_FAILED = Counter(
+    "ecvi_shipper_events_failed",
+    "Events a sink gave up on and wrote to its dead-letter file.", ["sink", "reason"], registry=REGISTRY,
+)
+EVENTS_DROPPED = Counter(
+    "ecvi_shipper_events_dropped", "Events dropped on purpose (drop_newest buffer, filters).",
+    ["component", "reason"], registry=REGISTRY,
+)
+RETRIES = Counter(
+    "ecvi_shipper_retries", "Requests retried after a transient error.", ["sink", "reason"],
+    registry=REGISTRY,
+)
+BATCH_EVENTS = Histogram(
+    "ecvi_shipper_batch_events", "Events per request a sink sends.", ["sink"], buckets=_SIZE_BUCKETS,
+    registry=REGISTRY,
+)
+BATCH_BYTES = Histogram(
+    "ecvi_shipper_batch_bytes", "Request body bytes per request.", ["sink"], buckets=_BYTES_BUCKETS,
+    registry=REGISTRY,
+)
+REQUEST_DURATION = Histogram(
+    "ecvi_shipper_request_duration_seconds", "Time a sink's request to its backend took.",
+    ["sink", "outcome"], registry=REGISTRY,
+)
+LAST_SUCCESS = Gauge(
+    "ecvi_shipper_last_success_timestamp_seconds", "Unix time of the sink's last accepted request.",
+    ["sink"], registry=REGISTRY,
+)
+BUFFER_BYTES = Gauge(
+    "ecvi_shipper_buffer_bytes", "Bytes in a sink's disk buffer not yet delivered.", ["sink"],
+    registry=REGISTRY,
+)
+BUFFER_EVENTS = Gauge(
+    "ecvi_shipper_buffer_events", "Events in a sink's disk buffer not yet delivered.", ["sink"],
+    registry=REGISTRY,
+)
+BUFFER_MAX_BYTES = Gauge(
+    "ecvi_shipper_buffer_max_bytes", "Configured capacity of a sink's disk buffer.", ["sink"],
+    registry=REGISTRY,
+)
+BUFFER_BLOCKED = Gauge(
+    "ecvi_shipper_buffer_blocked", "1 while a full buffer is holding its sources back.", ["sink"],
+    registry=REGISTRY,
+)
+BUFFER_CORRUPT = Counter(
+    "ecvi_shipper_buffer_corrupt_records", "Torn or corrupt buffer records skipped on read.", ["sink"],
+    registry=REGISTRY,
+)
+FILE_LAG_BYTES = Gauge(
+    "ecvi_shipper_file_lag_bytes", "Bytes written to watched files not yet read.", ["source"],
+    registry=REGISTRY,
+)
+FILES_WATCHED = Gauge(
+    "ecvi_shipper_files_watched", "Files a file source is tailing.", ["source"], registry=REGISTRY
+)
+SINK_UP = Gauge(
+    "ecvi_shipper_sink_healthy", "1 when the sink's last healthcheck or request succeeded.", ["sink"],
+    registry=REGISTRY,
+)
+FORWARD_CONNECTIONS = Gauge(
+    "ecvi_shipper_forward_connections", "Open Fluent forward connections.", ["source"], registry=REGISTRY
+)

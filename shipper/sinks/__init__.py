@@ -1,0 +1,1 @@
+"""Sinks: where events leave the shipper (Loki, Elasticsearch, CloudWatch Logs, files)."""

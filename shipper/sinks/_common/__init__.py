@@ -1,0 +1,1 @@
+"""Machinery every sink shares: config, batching, retries, error classification, dead letters."""

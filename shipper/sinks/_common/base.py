@@ -1,0 +1,35 @@
+"""The interface each sink implements: encode a batch, send it, read the backend's answer."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from shipper.event import Event
+from shipper.sinks._common.outcome import SendOutcome
+
+
+class Sink(abc.ABC):
+    """One backend. The shared driver batches, retries and dead-letters around ``send``."""
+
+    def __init__(self, name: str, config: Any, data_dir: str) -> None:
+        self.name = name
+        self.config = config
+        self.data_dir = data_dir
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Create clients; called once before the first ``send``."""
+
+    async def healthcheck(self) -> None:  # noqa: B027 - optional hook
+        """Raise a :class:`SinkError` saying what is wrong if the backend is unusable."""
+
+    @abc.abstractmethod
+    async def send(self, events: list[Event]) -> SendOutcome:
+        """Send one batch; return what the backend accepted, wants retried, or rejected."""
+
+    def event_size(self, event: Event) -> int:
+        """Approximate encoded size of one event, for ``batch.max_bytes``."""
+        return len(event.raw) + 64
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release clients."""

@@ -1,0 +1,63 @@
+"""HTTP options shared by the HTTP sinks (auth, TLS) and the client they build from them."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class HttpAuthConfig(BaseModel):
+    """Basic or bearer authentication; secrets are never printed."""
+
+    model_config = ConfigDict(extra="forbid")
+    strategy: Literal["basic", "bearer"] = "basic"
+    user: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+
+    def headers(self) -> dict[str, str]:
+        if self.strategy == "bearer":
+            return {"Authorization": f"Bearer {self.token.get_secret_value() if self.token else ''}"}
+        return {}
+
+    def httpx_auth(self) -> httpx.Auth | None:
+        if self.strategy == "basic" and self.user is not None:
+            return httpx.BasicAuth(self.user, self.password.get_secret_value() if self.password else "")
+        return None
+
+
+class TlsConfig(BaseModel):
+    """TLS verification and client certificates."""
+
+    model_config = ConfigDict(extra="forbid")
+    ca_file: str | None = Field(None, description="CA bundle to verify the server with.")
+    crt_file: str | None = Field(None, description="Client certificate (mutual TLS).")
+    key_file: str | None = Field(None, description="Client key (mutual TLS).")
+    verify: bool = Field(True, description="Verify the server certificate.")
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        if not self.verify:
+            return False
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        if self.crt_file:
+            ctx.load_cert_chain(self.crt_file, self.key_file)
+        return ctx
+
+
+def build_client(
+    auth: HttpAuthConfig | None, tls: TlsConfig | None, timeout: float, headers: dict[str, str] | None = None
+) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` with the sink's auth, TLS and timeout."""
+    h = dict(headers or {})
+    if auth:
+        h.update(auth.headers())
+    return httpx.AsyncClient(
+        auth=auth.httpx_auth() if auth else None,
+        verify=tls.ssl_context() if tls else True,
+        timeout=timeout,
+        headers=h,
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+    )

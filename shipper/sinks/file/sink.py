@@ -1,0 +1,69 @@
+"""Write events as NDJSON lines to files named by strftime over each event's UTC time."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import orjson
+
+from shipper.event import Event
+from shipper.sinks._common.base import Sink
+from shipper.sinks._common.outcome import SendOutcome
+from shipper.sinks.file.config import FileSinkConfig
+
+
+def encode_line(event: Event, encoding: str) -> bytes:
+    """One NDJSON line: the original line, or the whole event as JSON."""
+    if encoding == "raw":
+        return event.raw.encode("utf-8", "replace") + b"\n"
+    return orjson.dumps(
+        {"ts_ns": event.ts_ns, "record": event.record, "meta": event.meta}, default=str
+    ) + b"\n"
+
+
+class FileSink(Sink):
+    """Appends each batch with one write per output file (a batch is accepted once written)."""
+
+    config: FileSinkConfig
+
+    def _path_for(self, ts_ns: int) -> str:
+        return time.strftime(self.config.path, time.gmtime(ts_ns // 1_000_000_000))
+
+    async def send(self, events: list[Event]) -> SendOutcome:
+        groups: dict[str, list[bytes]] = defaultdict(list)
+        enc = self.config.encoding
+        if "%" in self.config.path:
+            for e in events:
+                groups[self._path_for(e.ts_ns)].append(encode_line(e, enc))
+        else:
+            groups[self.config.path] = [encode_line(e, enc) for e in events]
+        total = 0
+        for path, lines in groups.items():
+            data = b"".join(lines)
+            total += len(data)
+            if self.config.fsync:
+                await asyncio.to_thread(_append, path, data, True)
+            else:
+                _append(path, data, False)
+        return SendOutcome.ok(total)
+
+    async def healthcheck(self) -> None:
+        parent = Path(self._path_for(time.time_ns())).parent
+        parent.mkdir(parents=True, exist_ok=True)
+
+
+def _append(path: str, data: bytes, fsync: bool) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,45 @@
+"""Options of the ``loki`` sink."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from shipper.sinks._common.config import SinkConfigBase
+from shipper.sinks._common.http import HttpAuthConfig, TlsConfig
+
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+DEFAULT_METADATA = ["request_id", "user_id", "company_id", "trace_id", "kubernetes.pod_name"]
+
+
+class LokiSinkConfig(SinkConfigBase):
+    """Push to Grafana Loki's ``/loki/api/v1/push``."""
+
+    type: Literal["loki"]
+    endpoint: str = Field(..., description="Base URL of Loki, e.g. http://127.0.0.1:3100.")
+    path: str = Field("/loki/api/v1/push", description="Push path.")
+    tenant_id: str | None = Field(None, description="Sent as X-Scope-OrgID (multi-tenant Loki).")
+    labels: dict[str, str] = Field(
+        default_factory=lambda: {"service": "{{ service }}"},
+        description="Stream labels; values are templates such as '{{ level }}'.",
+    )
+    structured_metadata: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_METADATA),
+        description="Fields sent as structured metadata (high-cardinality ids belong here, not in labels).",
+    )
+    encoding: Literal["protobuf", "json"] = Field("protobuf", description="protobuf+snappy or json+gzip.")
+    max_label_values: int = Field(
+        500, ge=1, description="Cardinality guard: distinct values per label per hour before overflow."
+    )
+    auth: HttpAuthConfig | None = None
+    tls: TlsConfig | None = None
+
+    @field_validator("labels")
+    @classmethod
+    def _valid_label_names(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in v if not LABEL_NAME.match(k)]
+        if bad:
+            raise ValueError(f"invalid label name(s) {bad}: must match [a-zA-Z_][a-zA-Z0-9_]*")
+        return v

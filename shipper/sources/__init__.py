@@ -1,0 +1,1 @@
+"""Sources: where events enter the shipper (container log files, the Fluent forward protocol)."""

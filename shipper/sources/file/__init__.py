@@ -1,0 +1,1 @@
+"""The ``file`` source: tails container log files with rotation-safe checkpoints."""

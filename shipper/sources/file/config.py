@@ -1,0 +1,58 @@
+"""Options of the ``file`` source."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class MultilineConfig(BaseModel):
+    """Group lines of ``text`` logs into one event (Python tracebacks by default)."""
+
+    model_config = ConfigDict(extra="forbid")
+    start_pattern: str | None = Field(
+        None, description="Regex a line matches when it starts a new event; unset: Python tracebacks."
+    )
+    timeout_ms: int = Field(1000, ge=10, description="Flush a group after this long without a new line.")
+    max_lines: int = Field(500, ge=1, description="Most lines in one group.")
+
+    @field_validator("start_pattern")
+    @classmethod
+    def _compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return v
+
+
+class FileSourceConfig(BaseModel):
+    """Tail files matched by globs, with checkpoints that survive restarts and rotation."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["file"]
+    include: list[str] = Field(..., min_length=1, description="Glob patterns of files to read.")
+    exclude: list[str] = Field(default_factory=list, description="Glob patterns of files to skip.")
+    format: Literal["cri", "docker", "json", "text"] = Field(
+        "cri", description="cri/docker: container runtime wrappers; json: one object a line; text."
+    )
+    read_from: Literal["beginning", "end"] = Field(
+        "beginning", description="Where to start in a file seen for the first time."
+    )
+    max_line_bytes: int = Field(
+        1_048_576, ge=256, description="Longer lines are truncated to this and flagged 'truncated'."
+    )
+    glob_interval_secs: float = Field(1.0, gt=0, description="How often to look for new files.")
+    poll_interval_secs: float = Field(0.25, gt=0, description="How often to check idle files for data.")
+    rotate_wait_secs: float = Field(
+        10.0, ge=0, description="Keep reading a rotated-away file this long after its last growth."
+    )
+    read_chunk_bytes: int = Field(256 * 1024, ge=4096, description="Bytes read per system call.")
+    batch_events: int = Field(2000, ge=1, description="Events handed downstream at once.")
+    multiline: MultilineConfig | None = Field(
+        None, description="Line grouping for format text (default: Python tracebacks)."
+    )
+    kubernetes_metadata: bool = Field(True, description="Take namespace/pod/container from the path.")

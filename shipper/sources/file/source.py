@@ -1,0 +1,254 @@
+"""The file source: discovers files by glob, tails them, delivers batches, then checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import logging
+import os
+import socket
+import time
+from fnmatch import fnmatch
+from pathlib import Path
+
+from shipper import metrics
+from shipper.event import Event
+from shipper.sources.base import Deliver
+from shipper.sources.file.checkpoints import CheckpointStore
+from shipper.sources.file.config import FileSourceConfig
+from shipper.sources.file.kubernetes import metadata_from_path
+from shipper.sources.file.tailer import Tailer, fingerprint
+
+log = logging.getLogger("shipper.sources.file")
+
+_READ_BUDGET = 1024 * 1024
+_FORGET_CLOSED_SECS = 3600.0
+
+
+class FileSource:
+    """Tails every file matching ``include`` (and not ``exclude``), at least once, in order per file."""
+
+    def __init__(self, name: str, config: FileSourceConfig, deliver: Deliver, data_dir: str | Path) -> None:
+        self.name = name
+        self.cfg = config
+        self.deliver = deliver
+        self.store = CheckpointStore(Path(data_dir) / "checkpoints" / f"{name}.json")
+        self.tailers: dict[str, Tailer] = {}
+        self.node = os.environ.get("NODE_NAME") or socket.gethostname()
+        self._stopping = False
+        self._first_scan = True
+        self._last_glob = 0.0
+        self._prev_scan_wall = time.time()
+        self._closed_at: dict[str, float] = {}
+        self._warned: set[str] = set()
+
+    # -- discovery ------------------------------------------------------------------------------
+
+    def _matches(self) -> list[str]:
+        seen: set[str] = set()
+        out: list[str] = []
+        for pattern in self.cfg.include:
+            for p in sorted(glob.glob(pattern, recursive=True)):
+                if p not in seen and not any(fnmatch(p, ex) for ex in self.cfg.exclude):
+                    seen.add(p)
+                    out.append(p)
+        return out
+
+    def discover(self) -> None:
+        """Open new files, notice rotated ones, and (first time) reopen rotated files we had not finished."""
+        now = time.monotonic()
+        wall = time.time()
+        by_path = {t.path: t for t in self.tailers.values() if t.rotated_at is None}
+        for path in self._matches():
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            key = f"{st.st_dev}:{st.st_ino}"
+            current = by_path.get(path)
+            if current is not None and current.key == key:
+                continue
+            if current is not None:
+                self._mark_rotated(current, now)
+            if key in self.tailers:
+                continue
+            self._open(path, st.st_dev, st.st_ino, rotated=False)
+        for path, t in by_path.items():
+            if t.rotated_at is not None:
+                continue
+            try:
+                st = os.stat(path)
+                same = f"{st.st_dev}:{st.st_ino}" == t.key
+            except OSError:
+                same = False
+            if not same:
+                self._mark_rotated(t, now)
+        if self._first_scan:
+            self._reopen_rotated()
+        self._first_scan = False
+        self._prev_scan_wall = wall
+        metrics.FILES_WATCHED.labels(self.name).set(len(self.tailers))
+
+    def _mark_rotated(self, t: Tailer, now: float) -> None:
+        t.rotated_at = now
+        log.info("%s: rotated or removed; reading the old file to its end", t.path)
+        self._adopt_rotated_siblings(t.path)
+
+    def _adopt_rotated_siblings(self, path: str) -> None:
+        """Files rotated in and out between two scans (``app.log.1``, ``app.log.2`` ...): a file
+        named after ``path`` that was renamed since the previous scan and that we never read is
+        read from its start (or its checkpoint), so fast rotation loses nothing."""
+        directory, base = os.path.split(path)
+        try:
+            names = os.listdir(directory or ".")
+        except OSError:
+            return
+        for n in names:
+            if n == base or not n.startswith(base):
+                continue
+            candidate = os.path.join(directory, n)
+            try:
+                st = os.stat(candidate)
+            except OSError:
+                continue
+            key = f"{st.st_dev}:{st.st_ino}"
+            if key in self.tailers or st.st_ctime < self._prev_scan_wall - 1.0:
+                continue
+            entry = self.store.get(key)
+            if entry is not None and entry.get("closed"):
+                continue
+            self._open(path, st.st_dev, st.st_ino, rotated=True, real_path=candidate)
+
+    def _reopen_rotated(self) -> None:
+        """After a restart, find files renamed away before their checkpoint reached the end."""
+        for key, entry in list(self.store.entries.items()):
+            if key in self.tailers or entry.get("closed"):
+                continue
+            path = entry["path"]
+            directory, base = os.path.split(path)
+            try:
+                names = os.listdir(directory or ".")
+            except OSError:
+                continue
+            for n in names:
+                if not n.startswith(base) or n == base:
+                    continue
+                candidate = os.path.join(directory, n)
+                try:
+                    st = os.stat(candidate)
+                except OSError:
+                    continue
+                if f"{st.st_dev}:{st.st_ino}" == key:
+                    log.info("%s: resuming rotated file %s from offset %d", path, candidate, entry["offset"])
+                    self._open(path, st.st_dev, st.st_ino, rotated=True, real_path=candidate)
+                    break
+
+    def _open(self, path: str, dev: int, ino: int, rotated: bool, real_path: str | None = None) -> None:
+        try:
+            fd = os.open(real_path or path, os.O_RDONLY)
+        except OSError as exc:
+            if path not in self._warned:
+                log.warning("%s: cannot open (%s)", path, exc.strerror)
+                self._warned.add(path)
+            return
+        st = os.fstat(fd)
+        if f"{st.st_dev}:{st.st_ino}" != f"{dev}:{ino}":
+            os.close(fd)  # replaced between stat and open; the next scan sees the new one
+            return
+        fp = fingerprint(fd)
+        if fp is None:
+            os.close(fd)  # no complete first line yet: wait for it
+            return
+        key = f"{dev}:{ino}"
+        entry = self.store.get(key)
+        if entry is not None and entry.get("fp") == fp:
+            offset, gen = int(entry["offset"]), int(entry.get("gen", 0))
+        elif self._first_scan and self.cfg.read_from == "end" and not rotated:
+            offset, gen = st.st_size, 0
+        else:
+            offset, gen = 0, 0
+        k8s = metadata_from_path(path) if self.cfg.kubernetes_metadata else None
+        t = Tailer(self.name, path, fd, dev, ino, fp, offset, gen, self.cfg, self.node, k8s)
+        if rotated:
+            t.rotated_at = time.monotonic()
+        self.tailers[key] = t
+        self._closed_at.pop(key, None)
+        self.store.set(key, path, fp, offset, gen)
+        log.info("%s: tailing from offset %d", path, offset)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Read until :meth:`stop`; every batch is delivered before its checkpoint moves."""
+        while not self._stopping:
+            now = time.monotonic()
+            if now - self._last_glob >= self.cfg.glob_interval_secs:
+                self._last_glob = now
+                self.discover()
+            progressed = await self._pass()
+            self._close_finished()
+            self._update_lag()
+            if not progressed:
+                await asyncio.sleep(self.cfg.poll_interval_secs)
+            else:
+                await asyncio.sleep(0)
+
+    async def _pass(self) -> bool:
+        batch: list[Event] = []
+        cuts: dict[str, tuple[Tailer, int]] = {}
+        progressed = False
+        for t in list(self.tailers.values()):
+            if self._stopping:
+                break
+            n = t.read(batch, _READ_BUDGET)
+            if n == 0 and t.check_truncated():
+                n = t.read(batch, _READ_BUDGET)
+            if t.group_expired() or (t.eof and t.rotated_at is not None and t.pending_group):
+                t.flush_group(batch)
+            progressed |= n > 0
+            cuts[t.key] = (t, t.safe_offset)
+            if len(batch) >= self.cfg.batch_events:
+                await self._deliver(batch, cuts)
+                batch, cuts = [], {}
+        if batch or cuts:
+            await self._deliver(batch, cuts)
+        return progressed
+
+    async def _deliver(self, batch: list[Event], cuts: dict[str, tuple[Tailer, int]]) -> None:
+        if batch:
+            metrics.EVENTS_RECEIVED.labels(self.name).inc(len(batch))
+            await self.deliver(batch)
+        for key, (t, off) in cuts.items():
+            self.store.set(key, t.path, t.fp, off, t.gen)
+
+    def _close_finished(self) -> None:
+        now = time.monotonic()
+        for key, t in list(self.tailers.items()):
+            if t.rotated_at is None or not t.eof or t.pending_group:
+                continue
+            if now - max(t.last_growth, t.rotated_at) < self.cfg.rotate_wait_secs:
+                continue
+            log.info("%s: finished the rotated file at offset %d", t.path, t.offset)
+            t.close()
+            del self.tailers[key]
+            self.store.mark_closed(key)
+            self._closed_at[key] = now
+        for key, at in list(self._closed_at.items()):
+            if now - at > _FORGET_CLOSED_SECS:
+                self.store.remove(key)
+                del self._closed_at[key]
+
+    def _update_lag(self) -> None:
+        metrics.FILE_LAG_BYTES.labels(self.name).set(sum(t.lag_bytes() for t in self.tailers.values()))
+
+    def save_checkpoints(self, fsync: bool = True) -> None:
+        """Persist checkpoints (the caller fsyncs the sink buffers first)."""
+        self.store.save(fsync)
+
+    async def stop(self) -> None:
+        self._stopping = True
+
+    def close(self) -> None:
+        for t in self.tailers.values():
+            t.close()
+        self.tailers.clear()

@@ -1,0 +1,254 @@
+"""One tailed file: reads from an open descriptor, assembles lines and events, tracks safe offsets."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+import zlib
+from typing import Any
+
+from shipper import metrics
+from shipper.event import Event
+from shipper.sources.file.config import FileSourceConfig
+from shipper.sources.file.formats import PARSERS, FormatError
+from shipper.sources.file.multiline import LineGrouper
+from shipper.sources.records import record_from_payload, record_time_ns
+
+log = logging.getLogger("shipper.sources.file")
+
+FP_BYTES = 1024
+
+
+def fingerprint(fd: int) -> int | None:
+    """crc32 of the file's first line (at most 1 KiB): immutable once written, unlike size or mtime.
+
+    None while the file has no complete first line yet (it is then read later, not guessed at).
+    """
+    head = os.pread(fd, FP_BYTES, 0)
+    nl = head.find(b"\n")
+    if nl >= 0:
+        return zlib.crc32(head[: nl + 1])
+    if len(head) >= FP_BYTES:
+        return zlib.crc32(head)
+    return None
+
+
+class Tailer:
+    """Reads one file (by inode) from ``offset``; ``safe_offset`` is where a restart must resume."""
+
+    def __init__(
+        self, source: str, path: str, fd: int, dev: int, ino: int, fp: int, offset: int, gen: int,
+        cfg: FileSourceConfig, node: str, kubernetes: dict[str, str] | None,
+    ) -> None:
+        self.source, self.path, self.fd, self.dev, self.ino = source, path, fd, dev, ino
+        self.fp, self.gen, self.cfg, self.node = fp, gen, cfg, node
+        self.offset = offset
+        self.key = f"{dev}:{ino}"
+        self._parse = PARSERS[cfg.format]
+        self._wrapped = cfg.format in ("cri", "docker")
+        self._grouper = (
+            LineGrouper(cfg.multiline.start_pattern if cfg.multiline else None)
+            if cfg.format == "text" else None
+        )
+        self._group_timeout = (cfg.multiline.timeout_ms if cfg.multiline else 1000) / 1000
+        self._group_max_lines = cfg.multiline.max_lines if cfg.multiline else 500
+        self._buf = b""
+        self._buf_start = offset
+        self._discarding = False
+        self._group: list[str] = []
+        self._group_start = 0
+        self._group_ts: int | None = None
+        self._group_stream: str | None = None
+        self._group_truncated = False
+        self._group_bytes = 0
+        self._meta_base: dict[str, Any] = {"source": source, "file": path}
+        if kubernetes:
+            self._meta_base["kubernetes"] = kubernetes
+        self._uid = self._make_uid()
+        self.eof = False
+        self.last_growth = time.monotonic()
+        self.last_line = time.monotonic()
+        self.rotated_at: float | None = None
+        self.size = offset
+
+    def _make_uid(self) -> str:
+        material = f"{self.node}:{self.dev}:{self.ino}:{self.fp}:{self.gen}".encode()
+        return hashlib.blake2b(material, digest_size=8).hexdigest()
+
+    @property
+    def safe_offset(self) -> int:
+        """Start of the first line not yet handed downstream in full."""
+        return self._group_start if self._group else self._buf_start
+
+    @property
+    def pending_group(self) -> bool:
+        return bool(self._group)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def read(self, out: list[Event], budget: int) -> int:
+        """Read up to ``budget`` bytes, appending complete events to ``out``; returns bytes read."""
+        total = 0
+        while total < budget:
+            data = os.pread(self.fd, self.cfg.read_chunk_bytes, self.offset)
+            if not data:
+                self.eof = True
+                break
+            self.eof = False
+            start = self.offset
+            self.offset += len(data)
+            total += len(data)
+            if self._buf:
+                data = self._buf + data
+                start = self._buf_start
+            self._split(data, start, out)
+        if total:
+            now = time.monotonic()
+            self.last_growth = now
+            metrics.BYTES_RECEIVED.labels(self.source).inc(total)
+        return total
+
+    def _split(self, data: bytes, start: int, out: list[Event]) -> None:
+        if self._discarding and b"\n" not in data:
+            # Still inside an overlong line whose head was already emitted: skip, keep nothing.
+            self._buf = b""
+            self._buf_start = start + len(data)
+            return
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        pos = start
+        max_line = self.cfg.max_line_bytes
+        for raw in lines:
+            off = pos
+            pos += len(raw) + 1
+            if self._discarding:
+                self._discarding = False
+                continue
+            truncated = len(raw) > max_line
+            self._line(raw[:max_line] if truncated else raw, off, truncated, out)
+        self._buf = rest
+        self._buf_start = pos
+        if len(rest) > max_line:
+            # A line longer than the limit with no newline yet: emit its head now, skip the rest.
+            self._line(rest[:max_line], pos, True, out)
+            self._discarding = True
+            self._buf = b""
+            self._buf_start = pos + len(rest)
+
+    def _line(self, raw: bytes, off: int, truncated: bool, out: list[Event]) -> None:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            metrics.INPUT_ERRORS.labels(self.source, "invalid_utf8").inc()
+            text = raw.decode("utf-8", "replace")
+        if text.endswith("\r"):
+            text = text[:-1]
+        if truncated:
+            metrics.INPUT_ERRORS.labels(self.source, "line_too_long").inc()
+            log.warning("%s: line at offset %d longer than %d bytes, truncated", self.path, off,
+                        self.cfg.max_line_bytes)
+        try:
+            u = self._parse(text)
+        except FormatError as exc:
+            metrics.INPUT_ERRORS.labels(self.source, "bad_format").inc()
+            log.warning("%s: skipping line at offset %d: %s", self.path, off, exc)
+            return
+        if self._wrapped:
+            if self._group or u.partial:
+                self._add_to_group(u.payload, off, u.ts_ns, u.stream, truncated)
+                if u.partial:
+                    return
+                self.flush_group(out)
+                return
+            self._emit(u.payload, u.ts_ns, u.stream, off, truncated, out)
+            return
+        if self._grouper is not None:
+            if self._grouper.continues(text, bool(self._group)) and len(self._group) < self._group_max_lines:
+                self._add_to_group("\n" + text, off, None, None, truncated)
+                return
+            self.flush_group(out)
+            self._add_to_group(text, off, None, None, truncated)
+            self.last_line = time.monotonic()
+            return
+        self._emit(text, None, None, off, truncated, out)
+
+    def _add_to_group(self, piece: str, off: int, ts: int | None, stream: str | None, truncated: bool) -> None:
+        if not self._group:
+            self._group_start, self._group_ts, self._group_stream = off, ts, stream
+            self._group_truncated = False
+            self._group_bytes = 0
+        if self._group_bytes + len(piece) > self.cfg.max_line_bytes:
+            piece = piece[: max(0, self.cfg.max_line_bytes - self._group_bytes)]
+            if not self._group_truncated:
+                metrics.INPUT_ERRORS.labels(self.source, "line_too_long").inc()
+            self._group_truncated = True
+        self._group.append(piece)
+        self._group_bytes += len(piece)
+        self._group_truncated |= truncated
+
+    def flush_group(self, out: list[Event]) -> None:
+        """Emit the pending partial-line or multiline group as one event."""
+        if not self._group:
+            return
+        payload = "".join(self._group)
+        self._group = []
+        self._emit(payload, self._group_ts, self._group_stream, self._group_start, self._group_truncated, out)
+
+    def group_expired(self) -> bool:
+        """A text group waited ``multiline.timeout_ms`` with no new line: it is complete."""
+        return (
+            self._grouper is not None and bool(self._group)
+            and time.monotonic() - self.last_line >= self._group_timeout
+        )
+
+    def _emit(self, payload: str, ts: int | None, stream: str | None, off: int, truncated: bool,
+              out: list[Event]) -> None:
+        record = record_from_payload(payload)
+        rts = record_time_ns(record) if len(record) > 1 or "message" not in record else None
+        meta = dict(self._meta_base)
+        meta["offset"] = off
+        meta["id"] = f"{self._uid}:{off}"
+        if stream:
+            meta["stream"] = stream
+        if truncated:
+            meta["truncated"] = True
+        out.append(Event(record, payload, rts or ts or time.time_ns(), meta))
+
+    # -- file state -----------------------------------------------------------------------------
+
+    def check_truncated(self) -> bool:
+        """copytruncate: the file shrank below our offset or its first line changed. Restart at 0."""
+        try:
+            st = os.fstat(self.fd)
+        except OSError:
+            return False
+        self.size = st.st_size
+        if st.st_size >= self.offset:
+            if self.offset == 0 or st.st_size == 0:
+                return False
+            fp = fingerprint(self.fd)
+            if fp is None or fp == self.fp:
+                return False
+            if self.fp == 0:  # first line completed after a truncation: learn it
+                self.fp = fp
+                return False
+        log.warning("%s: truncated (size %d < offset %d or first line changed); reading from the start",
+                    self.path, st.st_size, self.offset)
+        metrics.INPUT_ERRORS.labels(self.source, "truncated").inc()
+        self.gen += 1
+        self.offset = 0
+        self._buf = b""
+        self._buf_start = 0
+        self._group = []
+        self._discarding = False
+        self.fp = fingerprint(self.fd) or 0
+        self._uid = self._make_uid()
+        return True
+
+    def lag_bytes(self) -> int:
+        return max(0, self.size - self.offset)
+
+    def close(self) -> None:
+        os.close(self.fd)

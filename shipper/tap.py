@@ -1,0 +1,73 @@
+"""``ecvi-logs tap``: run the sources and transforms, print what each sink would receive."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import sys
+import tempfile
+
+import orjson
+
+from shipper.config import ShipperConfig
+from shipper.event import Event
+from shipper.sources.file.config import FileSourceConfig
+from shipper.sources.file.source import FileSource
+from shipper.topology import apply_chain, routes_for
+
+
+async def run_tap(config: ShipperConfig, sink: str | None, limit: int) -> None:
+    """Checkpoints go to a throwaway directory (seeded from the real ones), so nothing moves."""
+    scratch = tempfile.mkdtemp(prefix="ecvi-logs-tap-")
+    real = f"{config.data_dir}/checkpoints"
+    with contextlib.suppress(FileNotFoundError):
+        shutil.copytree(real, f"{scratch}/checkpoints")
+    done = asyncio.Event()
+    count = 0
+
+    def make_deliver(source: str):  # type: ignore[no-untyped-def]
+        routes = routes_for(config, source)
+
+        async def deliver(events: list[Event]) -> None:
+            nonlocal count
+            for chain, sinks in routes:
+                targets = [s for s in sinks if sink is None or s == sink]
+                if not targets:
+                    continue
+                for e in apply_chain(chain, events) if chain else events:
+                    line = {"sinks": targets, "ts_ns": e.ts_ns, "record": e.record, "meta": e.meta}
+                    sys.stdout.buffer.write(orjson.dumps(line, default=str) + b"\n")
+                    count += 1
+                    if limit and count >= limit:
+                        done.set()
+                        return
+            sys.stdout.flush()
+
+        return deliver
+
+    sources = []
+    tasks = []
+    for name, cfg in config.sources.items():
+        if isinstance(cfg, FileSourceConfig):
+            fs = FileSource(name, cfg, make_deliver(name), scratch)
+            sources.append(fs)
+            tasks.append(asyncio.create_task(fs.run()))
+        else:
+            from shipper.sources.forward.server import ForwardSource
+
+            fwd = ForwardSource(name, cfg, make_deliver(name))
+            await fwd.start()
+            sources.append(fwd)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    try:
+        await done.wait()
+    finally:
+        for s in sources:
+            await s.stop()
+        for t in tasks:
+            t.cancel()
+        shutil.rmtree(scratch, ignore_errors=True)
