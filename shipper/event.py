@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+import orjson
 
 
-@dataclass(slots=True)
 class Event:
     """One log event.
 
@@ -18,12 +17,48 @@ class Event:
     since the epoch (UTC), and ``meta`` where it came from: ``source`` (component name), ``file``
     and ``offset`` or ``tag``, ``kubernetes`` (namespace/pod/container/container_id), ``id``
     (a stable id used for deduplication downstream), and flags such as ``truncated``.
+
+    ``derived`` is True while ``record`` is exactly what :func:`record_from_payload` makes of
+    ``raw``: the buffer then stores only ``raw``, and the record is parsed again only if a sink
+    asks for it (a sink that writes the raw line never pays for parsing).
     """
 
-    record: dict[str, Any]
-    raw: str
-    ts_ns: int
-    meta: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("_record", "derived", "meta", "raw", "ts_ns")
+
+    def __init__(
+        self,
+        record: dict[str, Any] | None,
+        raw: str,
+        ts_ns: int,
+        meta: dict[str, Any] | None = None,
+        derived: bool = False,
+    ) -> None:
+        self._record = record
+        self.raw = raw
+        self.ts_ns = ts_ns
+        self.meta = {} if meta is None else meta
+        self.derived = derived or record is None
+
+    @property
+    def record(self) -> dict[str, Any]:
+        if self._record is None:
+            self._record = record_from_payload(self.raw)
+        return self._record
+
+    @record.setter
+    def record(self, value: dict[str, Any]) -> None:
+        self._record = value
+        self.derived = False
+
+    def __repr__(self) -> str:
+        return f"Event(raw={self.raw[:80]!r}, ts_ns={self.ts_ns}, meta={self.meta!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Event):
+            return NotImplemented
+        return (self.record, self.raw, self.ts_ns, self.meta) == (other.record, other.raw, other.ts_ns, other.meta)
+
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def id(self) -> str:
@@ -50,10 +85,23 @@ class Event:
         return default
 
 
+def record_from_payload(payload: str) -> dict[str, Any]:
+    """A JSON object payload becomes its fields; anything else becomes ``{"message": payload}``."""
+    if payload[:1] == "{":
+        try:
+            obj = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return {"message": payload}
+        if isinstance(obj, dict):
+            return obj
+    return {"message": payload}
+
+
 def pack_events(events: list[Event]) -> bytes:
-    """Serialise a batch of events for the disk buffer."""
+    """Serialise a batch of events for the disk buffer (a derived record is not stored)."""
     return msgpack.packb(
-        [(e.record, e.raw, e.ts_ns, e.meta) for e in events], use_bin_type=True, default=str
+        [(None if e.derived else e._record, e.raw, e.ts_ns, e.meta) for e in events],
+        use_bin_type=True, default=str,
     )
 
 

@@ -13,8 +13,10 @@ import orjson
 
 from shipper.config import ShipperConfig
 from shipper.event import Event
+from shipper.sources.base import Deliver
 from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.file.source import FileSource
+from shipper.sources.forward.server import ForwardSource
 from shipper.topology import apply_chain, routes_for
 
 
@@ -27,7 +29,7 @@ async def run_tap(config: ShipperConfig, sink: str | None, limit: int) -> None:
     done = asyncio.Event()
     count = 0
 
-    def make_deliver(source: str):  # type: ignore[no-untyped-def]
+    def make_deliver(source: str) -> Deliver:
         routes = routes_for(config, source)
 
         async def deliver(events: list[Event]) -> None:
@@ -47,7 +49,7 @@ async def run_tap(config: ShipperConfig, sink: str | None, limit: int) -> None:
 
         return deliver
 
-    sources = []
+    sources: list[FileSource | ForwardSource] = []
     tasks = []
     for name, cfg in config.sources.items():
         if isinstance(cfg, FileSourceConfig):
@@ -55,8 +57,6 @@ async def run_tap(config: ShipperConfig, sink: str | None, limit: int) -> None:
             sources.append(fs)
             tasks.append(asyncio.create_task(fs.run()))
         else:
-            from shipper.sources.forward.server import ForwardSource
-
             fwd = ForwardSource(name, cfg, make_deliver(name))
             await fwd.start()
             sources.append(fwd)

@@ -75,7 +75,7 @@ class Topology:
         routes = routes_for(self.config, source)
 
         async def deliver(events: list[Event]) -> None:
-            writes = []
+            writes: list[Awaitable[bool]] = []
             for chain, sinks in routes:
                 evs = apply_chain(chain, events) if chain else events
                 if evs:

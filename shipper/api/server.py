@@ -29,8 +29,9 @@ def build_app(health: Health) -> Callable[..., Iterable[bytes]]:
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
+        body: dict[str, Any]
         if path == "/metrics":
-            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+            return metrics_app(environ, start_response)
         if path == "/health":
             ok = health.started and not health.stopping
             body = {"status": "ok" if ok else "starting" if not health.started else "stopping"}

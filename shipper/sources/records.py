@@ -2,44 +2,32 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-import orjson
+from shipper.event import record_from_payload
+
+__all__ = ["parse_rfc3339_ns", "record_from_payload", "record_time_ns"]
 
 _TS_KEYS = ("timestamp", "@timestamp", "time", "ts")
 
 
-def record_from_payload(payload: str) -> dict[str, Any]:
-    """A JSON object payload becomes its fields; anything else becomes ``{"message": payload}``."""
-    if payload[:1] == "{":
-        try:
-            obj = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return {"message": payload}
-        if isinstance(obj, dict):
-            return obj
-    return {"message": payload}
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d)(?:\.(\d{1,9})\d*)?([Zz]|[+-]\d\d:?\d\d)?$")
 
 
+@lru_cache(maxsize=16384)
 def parse_rfc3339_ns(value: str) -> int | None:
     """Parse an RFC 3339 timestamp (``Z`` or offset, any fraction) to ns since the epoch."""
-    s = value.strip()
-    if len(s) < 19:
+    m = _RFC3339.match(value.strip())
+    if m is None:
         return None
-    frac_ns = 0
-    tail = s[19:]
-    if tail.startswith("."):
-        digits = ""
-        i = 1
-        while i < len(tail) and tail[i].isdigit():
-            digits += tail[i]
-            i += 1
-        frac_ns = int((digits + "000000000")[:9]) if digits else 0
-        tail = tail[i:]
-    secs = _whole_seconds(s[:19], tail)
-    return None if secs is None else secs * 1_000_000_000 + frac_ns
+    base, frac, tz = m.groups()
+    secs = _whole_seconds(base.replace(" ", "T").replace("t", "T"), tz or "")
+    if secs is None:
+        return None
+    return secs * 1_000_000_000 + (int(frac.ljust(9, "0")) if frac else 0)
 
 
 @lru_cache(maxsize=4096)
@@ -47,6 +35,8 @@ def _whole_seconds(base: str, tz: str) -> int | None:
     """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` plus a zone; cached, as log lines share seconds."""
     if tz in ("Z", "z", ""):
         tz = "+00:00"
+    elif len(tz) == 5:
+        tz = tz[:3] + ":" + tz[3:]
     try:
         dt = datetime.fromisoformat(base + tz)
     except ValueError:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from shipper.sinks._common.config import SinkConfigBase
+from shipper.sinks.cloudwatch.limits import (
+    INVALID_GROUP_CHARS,
+    INVALID_STREAM_CHARS,
+    MAX_EVENT_BYTES,
+    MAX_NAME_LENGTH,
+    RETENTION_DAYS,
+)
+
+_TEMPLATE_FIELD = re.compile(r"\{\{.*?\}\}")
 
 
 class CloudWatchSinkConfig(SinkConfigBase):
@@ -14,9 +24,58 @@ class CloudWatchSinkConfig(SinkConfigBase):
 
     type: Literal["cloudwatch"]
     region: str = Field(..., description="AWS region, e.g. us-east-1.")
-    endpoint: str | None = Field(None, description="Endpoint override (testing, VPC endpoints).")
+    endpoint: str | None = Field(
+        None, description="Endpoint override (testing, VPC endpoints); AWS_ENDPOINT_URL also works."
+    )
     group: str = Field(..., description="Log group name template.")
     stream: str = Field(..., description="Log stream name template, e.g. '{{ kubernetes.pod_name }}'.")
     create_missing: bool = Field(True, description="Create groups and streams that do not exist.")
-    retention_days: int | None = Field(30, description="Retention set on groups this sink creates.")
+    retention_days: int | None = Field(
+        30, description="Retention set on groups this sink creates (one of AWS's values); null: never expire."
+    )
     profile: str | None = Field(None, description="AWS profile; otherwise the standard credential chain.")
+    missing_value: str = Field(
+        "unknown",
+        min_length=1,
+        description="Used for a template field the event lacks (or renders empty), e.g. a stream for "
+        "events without kubernetes metadata.",
+    )
+    max_event_bytes: int = Field(
+        MAX_EVENT_BYTES,
+        ge=1024,
+        le=MAX_EVENT_BYTES,
+        description="Largest event AWS takes: message UTF-8 bytes plus 26; longer messages are truncated "
+        "with a marker. 1 MiB today; 262144 where the older 256 KiB limit still applies.",
+    )
+
+    @field_validator("retention_days")
+    @classmethod
+    def _known_retention(cls, v: int | None) -> int | None:
+        if v is not None and v not in RETENTION_DAYS:
+            allowed = ", ".join(str(d) for d in sorted(RETENTION_DAYS))
+            raise ValueError(f"{v} is not a retention CloudWatch Logs accepts; use one of {allowed} or null")
+        return v
+
+    @field_validator("group")
+    @classmethod
+    def _valid_group(cls, v: str) -> str:
+        _check_name("log group", v, INVALID_GROUP_CHARS, "letters, digits and . - _ / #")
+        return v
+
+    @field_validator("stream")
+    @classmethod
+    def _valid_stream(cls, v: str) -> str:
+        _check_name("log stream", v, INVALID_STREAM_CHARS, "anything but ':' and '*'")
+        return v
+
+
+def _check_name(what: str, template: str, invalid: re.Pattern[str], allowed: str) -> None:
+    """The literal text of a name template must already be a valid name (fields are sanitised)."""
+    literal = _TEMPLATE_FIELD.sub("", template)
+    if not template.strip():
+        raise ValueError(f"{what} name must not be empty")
+    if len(literal) > MAX_NAME_LENGTH:
+        raise ValueError(f"{what} name is longer than {MAX_NAME_LENGTH} characters")
+    bad = sorted(set(invalid.findall(literal)))
+    if bad:
+        raise ValueError(f"{what} name has invalid character(s) {bad}: allowed are {allowed}")

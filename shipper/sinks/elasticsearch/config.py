@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 
 from shipper.sinks._common.config import SinkConfigBase
 from shipper.sinks._common.http import HttpAuthConfig, TlsConfig
+
+DEFAULT_INDEX = "ecvi-logs-%Y.%m.%d"
+DEFAULT_DATA_STREAM = "ecvi-logs"
+
+_VARIABLE = re.compile(r"%.|\{\{[^}]*\}\}")
 
 
 class ElasticsearchSinkConfig(SinkConfigBase):
@@ -15,9 +22,65 @@ class ElasticsearchSinkConfig(SinkConfigBase):
 
     type: Literal["elasticsearch"]
     endpoint: str = Field(..., description="URL of Elasticsearch, e.g. http://127.0.0.1:9200.")
-    index: str = Field("ecvi-logs-%Y.%m.%d", description="Index name; strftime fields use the event time.")
+    index: str = Field(
+        DEFAULT_INDEX,
+        description="Index name; strftime fields use the event's UTC time and '{{ field }}' templates "
+        "the event's fields (rendered in lower case). In data_stream mode: the data stream name "
+        f"(default {DEFAULT_DATA_STREAM}).",
+    )
     mode: Literal["index", "data_stream"] = Field("index", description="Daily indices or a data stream.")
-    install_template: bool = Field(True, description="Install the index template at start.")
-    api_key: str | None = Field(None, description="Elasticsearch API key (encoded form).")
+    install_template: bool = Field(
+        True, description="Install (or update) the index template before the first write."
+    )
+    template_name: str | None = Field(
+        None, description="Name of the index template; default: the index name up to its first variable."
+    )
+    template_priority: int = Field(
+        200, ge=0, description="Priority of the index template (above the built-in logs-*-* at 100)."
+    )
+    compression: Literal["none", "gzip"] = Field("none", description="Compress bulk request bodies.")
+    api_key: SecretStr | None = Field(
+        None, description="Elasticsearch API key: the encoded form, or 'id:api_key'."
+    )
     auth: HttpAuthConfig | None = None
     tls: TlsConfig | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ElasticsearchSinkConfig:
+        if self.mode == "data_stream":
+            if "index" not in self.model_fields_set:
+                self.index = DEFAULT_DATA_STREAM
+            elif "%" in self.index:
+                raise ValueError(
+                    "index: a data stream name holds no strftime fields (Elasticsearch rolls its "
+                    f"backing indices over itself); use a fixed name such as {DEFAULT_DATA_STREAM!r}"
+                )
+        if self.api_key is not None and self.auth is not None:
+            raise ValueError("set either api_key or auth, not both")
+        if not self.endpoint.startswith(("http://", "https://")):
+            raise ValueError("endpoint must start with http:// or https://")
+        return self
+
+    @property
+    def index_pattern(self) -> str:
+        """The indices this sink writes, as an index-template pattern (``ecvi-logs-*``)."""
+        found = list(_VARIABLE.finditer(self.index))
+        if not found:
+            return self.index.lower()
+        return (self.index[: found[0].start()] + "*" + self.index[found[-1].end() :]).lower()
+
+    @property
+    def effective_template_name(self) -> str:
+        if self.template_name:
+            return self.template_name
+        name = self.index_pattern.split("*", 1)[0].rstrip("-_.")
+        return name or "ecvi-logs"
+
+    def auth_headers(self) -> dict[str, str]:
+        """The ``Authorization`` header for ``api_key`` (an ``id:key`` pair is encoded here)."""
+        if self.api_key is None:
+            return {}
+        key = self.api_key.get_secret_value()
+        if ":" in key:
+            key = base64.b64encode(key.encode()).decode()
+        return {"Authorization": f"ApiKey {key}"}

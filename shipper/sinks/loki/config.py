@@ -11,6 +11,7 @@ from shipper.sinks._common.config import SinkConfigBase
 from shipper.sinks._common.http import HttpAuthConfig, TlsConfig
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+FIELD_PATH = re.compile(r"^[A-Za-z0-9_@\-]+(\.[A-Za-z0-9_@\-]+)*$")
 DEFAULT_METADATA = ["request_id", "user_id", "company_id", "trace_id", "kubernetes.pod_name"]
 
 
@@ -23,11 +24,15 @@ class LokiSinkConfig(SinkConfigBase):
     tenant_id: str | None = Field(None, description="Sent as X-Scope-OrgID (multi-tenant Loki).")
     labels: dict[str, str] = Field(
         default_factory=lambda: {"service": "{{ service }}"},
-        description="Stream labels; values are templates such as '{{ level }}'.",
+        description="Stream labels; values are templates such as '{{ level }}' (a missing field "
+        "renders as 'unknown'). Kubernetes fields are labels only when templated here, e.g. "
+        "'{{ kubernetes.namespace }}'.",
     )
     structured_metadata: list[str] = Field(
         default_factory=lambda: list(DEFAULT_METADATA),
-        description="Fields sent as structured metadata (high-cardinality ids belong here, not in labels).",
+        description="Field paths sent as structured metadata (high-cardinality ids belong here, not "
+        "in labels); looked up in the record, then the event's metadata. Names are the path with "
+        "other characters than [a-zA-Z0-9_] as '_' (kubernetes.pod_name -> kubernetes_pod_name).",
     )
     encoding: Literal["protobuf", "json"] = Field("protobuf", description="protobuf+snappy or json+gzip.")
     max_label_values: int = Field(
@@ -39,7 +44,32 @@ class LokiSinkConfig(SinkConfigBase):
     @field_validator("labels")
     @classmethod
     def _valid_label_names(cls, v: dict[str, str]) -> dict[str, str]:
+        if not v:
+            raise ValueError("at least one label is needed: Loki rejects a stream without labels")
         bad = [k for k in v if not LABEL_NAME.match(k)]
         if bad:
             raise ValueError(f"invalid label name(s) {bad}: must match [a-zA-Z_][a-zA-Z0-9_]*")
         return v
+
+    @field_validator("structured_metadata")
+    @classmethod
+    def _valid_metadata_paths(cls, v: list[str]) -> list[str]:
+        bad = [p for p in v if not FIELD_PATH.match(p)]
+        if bad:
+            raise ValueError(f"invalid field path(s) {bad}: use dotted names such as kubernetes.pod_name")
+        names = [re.sub(r"[^a-zA-Z0-9_]", "_", p) for p in v]
+        clashes = sorted({n for n in names if names.count(n) > 1})
+        if clashes:
+            raise ValueError(f"field paths map to the same structured metadata name: {clashes}")
+        return v
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_endpoint(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"endpoint {v!r} must start with http:// or https://")
+        return v.rstrip("/")
+
+    @property
+    def push_url(self) -> str:
+        return self.endpoint + "/" + self.path.lstrip("/")

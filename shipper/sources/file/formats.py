@@ -14,9 +14,14 @@ class Unwrapped:
     """A line's payload; ``partial`` means the runtime split a longer line and more follows."""
 
     payload: str
-    ts_ns: int | None
+    ts_text: str | None
     stream: str | None
     partial: bool
+
+    @property
+    def ts_ns(self) -> int | None:
+        """The runtime's timestamp, parsed only when the record has none of its own."""
+        return parse_rfc3339_ns(self.ts_text) if self.ts_text else None
 
 
 class FormatError(ValueError):
@@ -28,9 +33,9 @@ def parse_cri(line: str) -> Unwrapped:
     parts = line.split(" ", 3)
     if len(parts) < 3:
         raise FormatError("not a CRI line: expected '<time> <stream> <tag> <message>'")
-    ts = parse_rfc3339_ns(parts[0])
-    if ts is None:
-        raise FormatError(f"not a CRI line: bad timestamp {parts[0][:40]!r}")
+    ts = parts[0]
+    if len(ts) < 20 or ts[4] != "-" or ts[10] not in "Tt":
+        raise FormatError(f"not a CRI line: bad timestamp {ts[:40]!r}")
     tag = parts[2]
     return Unwrapped(parts[3] if len(parts) == 4 else "", ts, parts[1], tag[:1] == "P")
 
@@ -50,7 +55,7 @@ def parse_docker(line: str) -> Unwrapped:
         if log.endswith("\r"):
             log = log[:-1]
     t = obj.get("time")
-    return Unwrapped(log, parse_rfc3339_ns(t) if isinstance(t, str) else None, obj.get("stream"), partial)
+    return Unwrapped(log, t if isinstance(t, str) else None, obj.get("stream"), partial)
 
 
 def parse_plain(line: str) -> Unwrapped:

@@ -14,7 +14,7 @@ from shipper.event import Event
 from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.file.formats import PARSERS, FormatError
 from shipper.sources.file.multiline import LineGrouper
-from shipper.sources.records import record_from_payload, record_time_ns
+from shipper.sources.records import parse_rfc3339_ns, record_from_payload, record_time_ns
 
 log = logging.getLogger("shipper.sources.file")
 
@@ -59,7 +59,7 @@ class Tailer:
         self._discarding = False
         self._group: list[str] = []
         self._group_start = 0
-        self._group_ts: int | None = None
+        self._group_ts: str | None = None
         self._group_stream: str | None = None
         self._group_truncated = False
         self._group_bytes = 0
@@ -157,12 +157,12 @@ class Tailer:
             return
         if self._wrapped:
             if self._group or u.partial:
-                self._add_to_group(u.payload, off, u.ts_ns, u.stream, truncated)
+                self._add_to_group(u.payload, off, u.ts_text, u.stream, truncated)
                 if u.partial:
                     return
                 self.flush_group(out)
                 return
-            self._emit(u.payload, u.ts_ns, u.stream, off, truncated, out)
+            self._emit(u.payload, u.ts_text, u.stream, off, truncated, out)
             return
         if self._grouper is not None:
             if self._grouper.continues(text, bool(self._group)) and len(self._group) < self._group_max_lines:
@@ -174,7 +174,7 @@ class Tailer:
             return
         self._emit(text, None, None, off, truncated, out)
 
-    def _add_to_group(self, piece: str, off: int, ts: int | None, stream: str | None, truncated: bool) -> None:
+    def _add_to_group(self, piece: str, off: int, ts: str | None, stream: str | None, truncated: bool) -> None:
         if not self._group:
             self._group_start, self._group_ts, self._group_stream = off, ts, stream
             self._group_truncated = False
@@ -203,10 +203,12 @@ class Tailer:
             and time.monotonic() - self.last_line >= self._group_timeout
         )
 
-    def _emit(self, payload: str, ts: int | None, stream: str | None, off: int, truncated: bool,
+    def _emit(self, payload: str, ts: str | None, stream: str | None, off: int, truncated: bool,
               out: list[Event]) -> None:
         record = record_from_payload(payload)
         rts = record_time_ns(record) if len(record) > 1 or "message" not in record else None
+        if rts is None and ts is not None:
+            rts = parse_rfc3339_ns(ts)
         meta = dict(self._meta_base)
         meta["offset"] = off
         meta["id"] = f"{self._uid}:{off}"
@@ -214,7 +216,7 @@ class Tailer:
             meta["stream"] = stream
         if truncated:
             meta["truncated"] = True
-        out.append(Event(record, payload, rts or ts or time.time_ns(), meta))
+        out.append(Event(record, payload, rts or time.time_ns(), meta, True))
 
     # -- file state -----------------------------------------------------------------------------
 

@@ -1,0 +1,60 @@
+"""Options of the ``forward`` source (the Fluentd forward protocol over TCP)."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_ADDRESS = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>\d{1,5})$")
+
+
+def parse_address(value: str) -> tuple[str, int]:
+    """Split ``host:port`` (IPv6 in brackets: ``[::1]:24224``) into a host and a port number."""
+    m = _ADDRESS.match(value)
+    if not m or int(m.group("port")) > 65535:
+        raise ValueError(f"expected host:port such as 127.0.0.1:24224 or [::1]:24224, got {value!r}")
+    return m.group("v6") or m.group("host"), int(m.group("port"))
+
+
+class ForwardSourceConfig(BaseModel):
+    """Accept events from Fluentd, Fluent Bit and fluent-logger clients (forward protocol v1)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["forward"]
+    address: str = Field(
+        default="127.0.0.1:24224",
+        description="host:port to listen on (IPv6 in brackets, e.g. [::1]:24224; port 0 picks a free one).",
+    )
+    shared_key: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Require the HELO/PING/PONG handshake with this shared key; unset: no handshake.",
+    )
+    self_hostname: str = Field(
+        default="ecvi-logs", min_length=1, description="The server hostname sent in the PONG reply."
+    )
+    max_frame_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest frame (and decompressed payload) accepted; a larger one closes the connection.",
+    )
+    max_connections: int = Field(default=1024, ge=1, description="Open connections beyond this are refused.")
+    keepalive: bool = Field(
+        default=True, description="Tell clients in the HELO that they may keep connections open."
+    )
+    idle_timeout_secs: float | None = Field(
+        default=None, gt=0, description="Close a connection that sends nothing for this long; unset: never."
+    )
+    shutdown_timeout_secs: float = Field(
+        default=30.0,
+        gt=0,
+        description="On stop, wait this long for deliveries in flight before cancelling them (unacked).",
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        parse_address(v)
+        return v

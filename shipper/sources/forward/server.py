@@ -1,0 +1,208 @@
+"""The ``forward`` source: an asyncio TCP server speaking the Fluentd forward protocol v1.
+
+Each connection is read, decoded and delivered in turn, so a slow ``deliver`` (a full buffer)
+stops reading from that client and TCP pushes back. Every frame completed by one read is
+delivered in one ``deliver`` call; the ``{"ack": chunk}`` replies for those frames are sent only
+after it returns. Bad input closes only the connection it came on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from shipper.event import Event
+from shipper.metrics import BYTES_RECEIVED, EVENTS_RECEIVED, FORWARD_CONNECTIONS, INPUT_ERRORS
+from shipper.sources.base import Deliver
+from shipper.sources.forward.config import ForwardSourceConfig, parse_address
+from shipper.sources.forward.errors import AUTH_FAILED, TRUNCATED, ForwardDecodeError
+from shipper.sources.forward.handshake import answer_ping, encode_helo, new_nonce
+from shipper.sources.forward.protocol import FrameDecoder, decode_message, encode_ack
+
+log = logging.getLogger("shipper.sources.forward")
+
+_READ_BYTES = 64 * 1024
+
+
+@dataclass(eq=False, slots=True)
+class _Connection:
+    task: asyncio.Task[Any]
+    peer: str
+    in_flight: bool = False
+    nonce: bytes | None = None  # set until the client's PING passed
+
+
+class ForwardSource:
+    """Listens on ``config.address`` and hands each batch of received events to ``deliver``."""
+
+    def __init__(self, name: str, config: ForwardSourceConfig, deliver: Deliver) -> None:
+        self.name = name
+        self.config = config
+        self._deliver = deliver
+        self.host, self.port = parse_address(config.address)
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+        self._stopping = False
+        self._events_received = EVENTS_RECEIVED.labels(name)
+        self._bytes_received = BYTES_RECEIVED.labels(name)
+        self._open_connections = FORWARD_CONNECTIONS.labels(name)
+
+    async def start(self) -> None:
+        """Bind and start accepting; afterwards ``self.port`` is the bound port (even for port 0)."""
+        self._stopping = False
+        self._server = await asyncio.start_server(self._on_connect, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("forward source %r listening on %s port %d", self.name, self.host, self.port)
+
+    async def stop(self) -> None:
+        """Stop accepting, let deliveries in flight finish (up to the shutdown timeout), close all."""
+        if self._server is None:
+            return
+        self._stopping = True
+        self._server.close()
+        for conn in list(self._connections):
+            if not conn.in_flight:
+                conn.task.cancel()
+        tasks = [conn.task for conn in self._connections]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.config.shutdown_timeout_secs)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._server.wait_closed()
+        self._server = None
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = _format_peer(writer.get_extra_info("peername"))
+        task = asyncio.current_task()
+        if self._stopping or task is None or len(self._connections) >= self.config.max_connections:
+            if not self._stopping:
+                log.warning(
+                    "forward source %r: refusing connection from %s, max_connections=%d reached",
+                    self.name, peer, self.config.max_connections,
+                )
+            writer.close()
+            return
+        conn = _Connection(task, peer)
+        self._connections.add(conn)
+        self._open_connections.inc()
+        try:
+            await self._serve(conn, reader, writer)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+        except (ConnectionError, TimeoutError) as exc:
+            log.info("forward source %r: connection from %s ended: %r", self.name, peer, exc)
+        except Exception:
+            log.exception("forward source %r: unexpected error on connection from %s", self.name, peer)
+        finally:
+            self._connections.discard(conn)
+            self._open_connections.dec()
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _serve(
+        self, conn: _Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        cfg = self.config
+        decoder = FrameDecoder(cfg.max_frame_bytes)
+        if cfg.shared_key is not None:
+            conn.nonce = new_nonce()
+            writer.write(encode_helo(conn.nonce, cfg.keepalive))
+            await writer.drain()
+        while not self._stopping:
+            if cfg.idle_timeout_secs is None:
+                data = await reader.read(_READ_BYTES)
+            else:
+                async with asyncio.timeout(cfg.idle_timeout_secs):
+                    data = await reader.read(_READ_BYTES)
+            if not data:
+                if decoder.pending_bytes:
+                    detail = f"connection closed {decoder.pending_bytes} bytes into a frame"
+                    self._reject(conn, ForwardDecodeError(TRUNCATED, detail))
+                return
+            self._bytes_received.inc(len(data))
+            events, acks, error = self._decode(conn, writer, decoder, data)
+            # Frames that decoded before a bad one are still delivered and acknowledged.
+            if (events or acks) and not await self._deliver_and_ack(conn, writer, events, acks):
+                return
+            if error is not None:
+                self._reject(conn, error)
+                return
+            await writer.drain()
+
+    def _decode(
+        self, conn: _Connection, writer: asyncio.StreamWriter, decoder: FrameDecoder, data: bytes
+    ) -> tuple[list[Event], list[Any], ForwardDecodeError | None]:
+        """The events and chunks of every frame ``data`` completes, and the error that cut it short."""
+        events: list[Event] = []
+        acks: list[Any] = []
+        cfg = self.config
+        try:
+            for frame in decoder.feed(data):
+                if conn.nonce is not None and cfg.shared_key is not None:
+                    pong = answer_ping(frame, conn.nonce, cfg.shared_key, cfg.self_hostname)
+                    writer.write(pong.reply)
+                    if not pong.ok:
+                        return events, acks, ForwardDecodeError(AUTH_FAILED, pong.reason)
+                    conn.nonce = None
+                    continue
+                msg = decode_message(frame, self.name, max_bytes=cfg.max_frame_bytes)
+                if msg.skipped:
+                    self._count_skipped(conn, msg.tag, msg.skipped)
+                events += msg.events
+                if msg.chunk is not None:
+                    acks.append(msg.chunk)
+        except ForwardDecodeError as exc:
+            return events, acks, exc
+        return events, acks, None
+
+    async def _deliver_and_ack(
+        self, conn: _Connection, writer: asyncio.StreamWriter, events: list[Event], acks: list[Any]
+    ) -> bool:
+        """Deliver, then acknowledge; False (nothing acknowledged) when ``deliver`` raised."""
+        conn.in_flight = True
+        try:
+            if events:
+                try:
+                    await self._deliver(events)
+                except Exception as exc:
+                    log.warning(
+                        "forward source %r: delivery failed, closing connection from %s without "
+                        "acknowledging %d chunk(s): %r",
+                        self.name, conn.peer, len(acks), exc,
+                    )
+                    return False
+                self._events_received.inc(len(events))
+            for chunk in acks:
+                writer.write(encode_ack(chunk))
+            await writer.drain()
+            return True
+        finally:
+            conn.in_flight = False
+
+    def _reject(self, conn: _Connection, error: ForwardDecodeError) -> None:
+        INPUT_ERRORS.labels(self.name, error.reason).inc()
+        log.warning("forward source %r: closing connection from %s: %s", self.name, conn.peer, error)
+
+    def _count_skipped(self, conn: _Connection, tag: str, skipped: list[str]) -> None:
+        reasons = Counter(skipped)
+        for reason, n in reasons.items():
+            INPUT_ERRORS.labels(self.name, reason).inc(n)
+        log.warning(
+            "forward source %r: skipped %d entr%s with tag %r from %s: %s",
+            self.name, len(skipped), "y" if len(skipped) == 1 else "ies", tag, conn.peer,
+            ", ".join(f"{reason}={n}" for reason, n in reasons.items()),
+        )
+
+
+def _format_peer(peername: Any) -> str:
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        host, port = peername[0], peername[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(peername)
