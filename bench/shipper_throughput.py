@@ -1,0 +1,164 @@
+"""Shipper throughput: N realistic CRI records, file source -> a sink, measured from outside.
+
+Runs ``ecvi-logs ship`` as a child process over a pre-written log file and reports events/s,
+MiB/s, CPU-seconds of the shipper process per million events and its peak RSS (VmHWM).
+
+    python bench/shipper_throughput.py --events 1000000 --target file
+    python bench/shipper_throughput.py --events 1000000 --target capture   # Loki push to a local counter
+    python bench/shipper_throughput.py --events 5000000 --backlog           # 2 GiB backlog, RSS bound
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._capture import CaptureServer  # noqa: E402
+from bench._records import cri_lines  # noqa: E402
+
+SINKS = {
+    "file": 'out: {{type: file, inputs: [app], path: "{work}/out/out.ndjson", '
+            "batch: {{max_events: 5000, max_bytes: 4194304}}}}",
+    "capture": 'loki: {{type: loki, inputs: [app], endpoint: "{url}", healthcheck: false, '
+               'labels: {{service: "{{{{ service }}}}", level: "{{{{ level }}}}"}}, '
+               "batch: {{max_events: 5000, max_bytes: 4194304}}}}",
+    "loki": 'loki: {{type: loki, inputs: [app], endpoint: "{url}", '
+            'labels: {{service: "{{{{ service }}}}", level: "{{{{ level }}}}"}}, '
+            "batch: {{max_events: 5000, max_bytes: 4194304}}}}",
+    "elasticsearch": 'es: {{type: elasticsearch, inputs: [app], endpoint: "{url}", '
+                     "batch: {{max_events: 5000, max_bytes: 8388608}}, request: {{concurrency: 2}}}}",
+}
+
+
+def _proc_stats(pid: int) -> tuple[float, int]:
+    """CPU seconds (user+sys) and peak RSS bytes of a live process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    hwm = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) * 1024
+    return cpu, hwm
+
+
+def _sent(api: str, sink: str) -> float:
+    try:
+        body = urllib.request.urlopen(f"http://{api}/metrics", timeout=2).read().decode()
+    except OSError:
+        return 0.0
+    for line in body.splitlines():
+        if line.startswith("ecvi_shipper_events_sent_total") and f'sink="{sink}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def write_log(path: Path, events: int) -> int:
+    size = 0
+    with path.open("wb") as f:
+        buf = []
+        for line in cri_lines(events):
+            buf.append(line)
+            size += len(line)
+            if len(buf) >= 10000:
+                f.write(b"".join(buf))
+                buf = []
+        f.write(b"".join(buf))
+    return size
+
+
+def run(target: str, events: int, url: str | None, work: Path, buffer_bytes: int) -> dict[str, float]:
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    print(f"writing {events} records ...", file=sys.stderr)
+    size = write_log(logs / "app.log", events)
+    capture = None
+    if target == "capture":
+        capture = CaptureServer()
+        capture.start()
+        url = capture.url
+    sink_name = {"file": "out", "capture": "loki", "loki": "loki", "elasticsearch": "es"}[target]
+    api = "127.0.0.1:9187"
+    cfg = work / "shipper.yaml"
+    cfg.write_text(
+        f"data_dir: {work}/data\napi: {{address: {api}}}\n"
+        f'sources:\n  app: {{type: file, include: ["{logs}/*.log"], format: cri}}\n'
+        f"sinks:\n  {SINKS[target].format(work=work, url=url)}\n"
+        .replace("}}\n", f", buffer: {{max_bytes: {buffer_bytes}}}}}\n", 1)
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipper.cli", "ship", "--config", str(cfg), "--log-level", "WARNING"],
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        start = time.perf_counter()
+        cpu = rss = 0.0
+        sent = 0.0
+        while sent < events:
+            time.sleep(0.2)
+            if proc.poll() is not None:
+                raise SystemExit(f"shipper exited with {proc.returncode}")
+            cpu, hwm = _proc_stats(proc.pid)
+            rss = max(rss, hwm)
+            sent = _sent(api, sink_name)
+            if time.perf_counter() - start > 1800:
+                raise SystemExit(f"timed out with {sent} of {events} sent")
+        wall = time.perf_counter() - start
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        if capture:
+            capture.stop()
+    result = {
+        "events": events,
+        "bytes": size,
+        "wall_s": wall,
+        "events_per_s": events / wall,
+        "mib_per_s": size / wall / 2**20,
+        "cpu_s": cpu,
+        "cpu_s_per_million": cpu / events * 1e6,
+        "events_per_cpu_s": events / cpu if cpu else 0.0,
+        "peak_rss_mib": rss / 2**20,
+    }
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=500_000)
+    ap.add_argument("--target", choices=sorted(SINKS), default="file")
+    ap.add_argument("--url", help="backend URL for --target loki / elasticsearch")
+    ap.add_argument("--backlog", action="store_true",
+                    help="2 GiB of backlog: the sink's buffer is bounded at 256 MiB, RSS must stay flat")
+    ap.add_argument("--buffer-bytes", type=int, default=256 * 1024 * 1024)
+    args = ap.parse_args()
+    if args.target in ("loki", "elasticsearch") and not args.url:
+        ap.error("--url is required for real backends")
+    events = args.events
+    if args.backlog:
+        events = max(events, 2 * 1024**3 // 380)
+    work = Path(tempfile.mkdtemp(prefix="ecvi-bench-"))
+    try:
+        r = run(args.target, events, args.url, work, args.buffer_bytes)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"target={args.target} cores={os.cpu_count()} events={r['events']:.0f} "
+          f"input={r['bytes'] / 2**20:.0f}MiB")
+    for k in ("wall_s", "events_per_s", "mib_per_s", "cpu_s", "cpu_s_per_million", "events_per_cpu_s",
+              "peak_rss_mib"):
+        print(f"  {k:20s} {r[k]:12.1f}")
+
+
+if __name__ == "__main__":
+    main()
