@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._capture import CaptureServer  # noqa: E402
-from bench._records import cri_lines  # noqa: E402
+from bench._capture import CaptureServer
+from bench._records import cri_lines
 
 SINKS = {
     "file": 'out: {{type: file, inputs: [app], path: "{work}/out/out.ndjson", '

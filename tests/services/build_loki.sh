@@ -4,6 +4,7 @@
 # Loki's go.mod replaces github.com/grafana/loki/pkg/push with the local path ./pkg/push,
 # which the module zip does not contain: drop that replace and require pkg/push at the
 # release commit instead.
+# A lock file in the cache makes a second concurrent run wait for the first and reuse its binary.
 set -euo pipefail
 version="${1:-${LOKI_VERSION:-v3.7.6}}"
 push_commit="${LOKI_PUSH_COMMIT:-}"
@@ -11,6 +12,11 @@ cache="${ECVI_CACHE_DIR:-$HOME/.cache/ecvi-logs}"
 bin="$cache/loki-$version"
 if [[ -x "$bin" ]]; then echo "$bin"; exit 0; fi
 mkdir -p "$cache"
+exec 9>"$cache/.loki-$version.lock"
+if command -v flock >/dev/null; then
+  flock -n 9 || { echo "another build of loki $version is running; waiting for it" >&2; flock 9; }
+fi
+if [[ -x "$bin" ]]; then echo "$bin"; exit 0; fi
 export GOFLAGS="-mod=mod" GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0
 work="$(mktemp -d "$cache/loki-build.XXXXXX")"
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
@@ -26,6 +32,8 @@ go mod edit -dropreplace=github.com/grafana/loki/pkg/push
 if ! go get "github.com/grafana/loki/pkg/push@$push_commit" >&2; then
   echo "pkg/push@$push_commit not served; building with the version go.mod requires" >&2
 fi
-go build -tags netgo -ldflags "-s -w" -o "$bin.tmp" ./cmd/loki >&2
+vprefix=github.com/grafana/loki/v3/pkg/util/build
+ldflags="-s -w -X $vprefix.Version=${version#v} -X $vprefix.Revision=${push_commit:0:8} -X $vprefix.Branch=release"
+go build -tags netgo -ldflags "$ldflags" -o "$bin.tmp" ./cmd/loki >&2
 mv "$bin.tmp" "$bin"
 echo "$bin"
