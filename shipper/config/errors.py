@@ -1,17 +1,5 @@
-"""Errors the shipper raises, grouped so callers can catch them by meaning."""
+"""Config errors (defined with the rest of the hierarchy in :mod:`shipper.errors`)."""
 
-from __future__ import annotations
+from shipper.errors import ConfigError, ShipperError
 
-
-class ShipperError(Exception):
-    """Base class of the shipper's own errors."""
-
-
-class ConfigError(ShipperError):
-    """The configuration is invalid; ``problems`` lists ``(key path, message)`` pairs."""
-
-    def __init__(self, problems: list[tuple[str, str]], source: str = "config") -> None:
-        self.problems = problems
-        self.source = source
-        lines = "\n".join(f"  {path}: {msg}" for path, msg in problems)
-        super().__init__(f"{source} is invalid ({len(problems)} problem(s)):\n{lines}")
+__all__ = ["ConfigError", "ShipperError"]

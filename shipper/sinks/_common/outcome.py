@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shipper.config.errors import ShipperError
+from shipper.errors import ShipperError
 from shipper.event import Event
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from shipper.errors import ShipperError
+
 # Reasons: the ``reason`` label of ``ecvi_shipper_input_errors`` for this source.
 INVALID_MSGPACK = "invalid_msgpack"
 FRAME_TOO_LARGE = "frame_too_large"
@@ -15,7 +17,7 @@ BAD_RECORD = "bad_record"
 AUTH_FAILED = "auth_failed"
 
 
-class ForwardDecodeError(ValueError):
+class ForwardDecodeError(ShipperError, ValueError):
     """Input that is not a valid forward frame; ``reason`` is a short label for metrics."""
 
     def __init__(self, reason: str, detail: str) -> None:
