@@ -89,3 +89,12 @@ SINK_UP = Gauge(
 FORWARD_CONNECTIONS = Gauge(
     "ecvi_shipper_forward_connections", "Open Fluent forward connections.", ["source"], registry=REGISTRY
 )
+DUPLICATES_AVOIDED = Counter(
+    "ecvi_shipper_duplicates_avoided",
+    "Resent events the backend already had (e.g. Elasticsearch 409 on a deterministic id).", ["sink"],
+    registry=REGISTRY,
+)
+EVENTS_TRUNCATED = Counter(
+    "ecvi_shipper_events_truncated",
+    "Events a sink shortened to fit the backend's maximum event size.", ["sink"], registry=REGISTRY,
+)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ProfileNotFound
 
+from shipper import metrics
 from shipper.event import Event
 from shipper.sinks._common.base import Sink
 from shipper.sinks._common.outcome import PermanentSinkError, SendOutcome, TransientSinkError
@@ -145,6 +146,7 @@ class CloudWatchSink(Sink):
             partitions.setdefault(self.destination(event), []).append(le)
         if truncated:
             self.truncated_events += truncated
+            metrics.EVENTS_TRUNCATED.labels(self.name).inc(truncated)
             log.warning("sink %s: %d event(s) over %d bytes truncated", self.name, truncated,
                         self.config.max_event_bytes)
         return [(dest, call) for dest, evs in partitions.items() for call in split_for_put(evs)]

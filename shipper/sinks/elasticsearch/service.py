@@ -10,6 +10,7 @@ import cramjam
 import httpx
 import orjson
 
+from shipper import metrics
 from shipper.event import Event
 from shipper.sinks._common.outcome import PermanentSinkError, SendOutcome, TransientSinkError
 from shipper.sinks._common.retry import parse_retry_after
@@ -108,6 +109,7 @@ class BulkService:
         result = await self._post(batch)
         if result.duplicates:
             self.duplicates += result.duplicates
+            metrics.DUPLICATES_AVOIDED.labels(self.sink).inc(result.duplicates)
             log.debug("sink %s: %d documents were already indexed (resent)", self.sink, result.duplicates)
         return result.outcome
 
