@@ -19,6 +19,8 @@ from shipper.sources.records import parse_rfc3339_ns, record_from_payload, recor
 log = logging.getLogger("shipper.sources.file")
 
 FP_BYTES = 1024
+_TS_FIRST = '{"timestamp":"'
+_TS_FIRST_LEN = len(_TS_FIRST)
 
 
 def fingerprint(fd: int) -> int | None:
@@ -205,13 +207,20 @@ class Tailer:
 
     def _emit(self, payload: str, ts: str | None, stream: str | None, off: int, truncated: bool,
               out: list[Event]) -> None:
-        record = record_from_payload(payload)
-        rts = record_time_ns(record) if len(record) > 1 or "message" not in record else None
+        rts: int | None = None
+        record: dict[str, Any] | None = None
+        if payload.startswith(_TS_FIRST):
+            # logging_config puts "timestamp" first: take the time without parsing the record,
+            # which is parsed later only if a sink needs its fields.
+            end = payload.find('"', _TS_FIRST_LEN)
+            rts = parse_rfc3339_ns(payload[_TS_FIRST_LEN:end]) if end > 0 else None
+        if rts is None:
+            record = record_from_payload(payload)
+            if len(record) > 1 or "message" not in record:
+                rts = record_time_ns(record)
         if rts is None and ts is not None:
             rts = parse_rfc3339_ns(ts)
-        meta = dict(self._meta_base)
-        meta["offset"] = off
-        meta["id"] = f"{self._uid}:{off}"
+        meta = {**self._meta_base, "offset": off, "id": f"{self._uid}:{off}"}
         if stream:
             meta["stream"] = stream
         if truncated:
