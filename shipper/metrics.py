@@ -71,6 +71,10 @@ BUFFER_BLOCKED = Gauge(
     "ecvi_shipper_buffer_blocked", "1 while a full buffer is holding its sources back.", ["sink"],
     registry=REGISTRY,
 )
+BUFFER_DISK_FULL = Counter(
+    "ecvi_shipper_buffer_disk_full", "Times a buffer write found no space left on its disk.", ["sink"],
+    registry=REGISTRY,
+)
 BUFFER_CORRUPT = Counter(
     "ecvi_shipper_buffer_corrupt_records", "Torn or corrupt buffer records skipped on read.", ["sink"],
     registry=REGISTRY,

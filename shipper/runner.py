@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 from pathlib import Path
 
@@ -16,6 +17,7 @@ log = logging.getLogger("shipper")
 
 async def run_shipper(config: ShipperConfig, config_path: str | Path | None = None) -> None:
     """Run until SIGTERM/SIGINT; on SIGHUP re-read ``config_path`` and restart the topology if valid."""
+    _raise_open_files_limit()
     health = Health()
     api = ApiServer(config.api.address, health) if config.api.enabled else None
     if api:
@@ -57,3 +59,13 @@ async def run_shipper(config: ShipperConfig, config_path: str | Path | None = No
         await topology.stop()
         if api:
             api.stop()
+
+
+def _raise_open_files_limit() -> None:
+    """Tailing many files needs many descriptors: raise the soft limit to the hard one."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else soft, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("cannot raise the open files limit: %s", exc)

@@ -134,7 +134,10 @@ class Topology:
     async def _checkpoint_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.checkpoint_interval_secs)
-            self.checkpoint()
+            try:
+                self.checkpoint()
+            except OSError as exc:  # e.g. a full disk: keep the old checkpoints, try again later
+                log.error("cannot save checkpoints: %s", exc)
             self.sync_health()
 
     def checkpoint(self) -> None:
@@ -162,7 +165,10 @@ class Topology:
             self._checkpointer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpointer
-        self.checkpoint()
+        try:
+            self.checkpoint()
+        except OSError as exc:
+            log.error("cannot save checkpoints at shutdown: %s", exc)
         await asyncio.gather(*(d.stop(timeout) for d in self.drivers.values()))
         for s in self.sources.values():
             if isinstance(s, FileSource):

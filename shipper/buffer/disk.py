@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import struct
@@ -171,7 +172,7 @@ class DiskBuffer:
             metrics.BUFFER_BLOCKED.labels(self.name).set(0)
             if self._closed:
                 raise BufferClosed(self.name)
-        os.write(self._write_fd, record)
+        await self._write_record(record)
         self._write_off += len(record)
         self.pending_bytes += len(record)
         self.pending_events += len(events)
@@ -185,6 +186,38 @@ class DiskBuffer:
         async with self._changed:
             self._changed.notify_all()
         return True
+
+    async def _write_record(self, record: bytes) -> None:
+        """Append one record; on a full disk, undo the partial write and wait for space."""
+        waited = False
+        while True:
+            try:
+                written = os.write(self._write_fd, record)
+                if written == len(record):
+                    break
+                raise OSError(errno.ENOSPC, "short write")
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._write_fd, self._write_off)
+                if self._closed:
+                    raise BufferClosed(self.name) from exc
+                if self._write_off > 0:
+                    # Start a new segment so that delivered data in this one can be deleted.
+                    self._roll()
+                if not waited:
+                    log.error("buffer %s: no space left on %s; holding sources back until there is",
+                              self.name, self.dir)
+                    metrics.BUFFER_BLOCKED.labels(self.name).set(1)
+                    metrics.BUFFER_DISK_FULL.labels(self.name).inc()
+                    waited = True
+                async with self._changed:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), 1.0)
+        if waited:
+            log.warning("buffer %s: space is back, writing again", self.name)
+            metrics.BUFFER_BLOCKED.labels(self.name).set(0)
 
     def _roll(self) -> None:
         if self.fsync_policy != "never":
@@ -332,9 +365,14 @@ class DiskBuffer:
         asyncio.get_running_loop().create_task(self._notify())
 
     def _persist_ack(self) -> None:
+        """Save the acknowledged position; if the disk is full, the next acknowledgement retries
+        (a stale position only means re-delivery after a crash, never loss)."""
         tmp = self.dir / "ack.json.tmp"
-        tmp.write_bytes(orjson.dumps({"segment": self._ack_pos[0], "offset": self._ack_pos[1]}))
-        os.replace(tmp, self.dir / "ack.json")
+        try:
+            tmp.write_bytes(orjson.dumps({"segment": self._ack_pos[0], "offset": self._ack_pos[1]}))
+            os.replace(tmp, self.dir / "ack.json")
+        except OSError as exc:
+            log.error("buffer %s: cannot save the delivered position (%s)", self.name, exc)
 
     def _delete_consumed(self) -> None:
         ack_seg = self._ack_pos[0]

@@ -128,7 +128,14 @@ class SinkDriver:
                     outcome = SendOutcome(retry=pending, reason=reason)
                 status = "error"
             metrics.REQUEST_DURATION.labels(self.name, status).observe(time.perf_counter() - t0)
-            self._record(pending, outcome)
+            try:
+                self._record(pending, outcome)
+            except OSError as exc:
+                # The dead-letter file could not be written: keep those events, try again later.
+                log.error("sink %s: cannot write dead letters (%s); keeping them buffered", self.name, exc)
+                outcome.retry.extend(e for e, _r in outcome.rejected)
+                outcome.rejected = []
+                outcome.reason = f"dead-letter write failed: {exc}"
             if not outcome.retry:
                 return
             if retry_cfg.max_attempts is not None and attempt >= retry_cfg.max_attempts:
@@ -158,6 +165,7 @@ class SinkDriver:
     def _dead_letter(self, rejected: list[tuple[Event, str]]) -> None:
         if not rejected:
             return
+        self.dead.write(rejected)
         by_reason: dict[str, int] = {}
         for _e, r in rejected:
             label = _reason_label(r)
@@ -166,7 +174,6 @@ class SinkDriver:
             metrics.EVENTS_FAILED.labels(self.name, label).inc(n)
         log.error("sink %s: %d events dead-lettered to %s (first reason: %s)", self.name, len(rejected),
                   self.dead.path, rejected[0][1])
-        self.dead.write(rejected)
 
     async def stop(self, timeout: float) -> None:
         """Let in-flight batches finish within ``timeout``; what is not acknowledged stays buffered."""

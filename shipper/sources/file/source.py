@@ -23,6 +23,7 @@ log = logging.getLogger("shipper.sources.file")
 
 _READ_BUDGET = 1024 * 1024
 _FORGET_CLOSED_SECS = 3600.0
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4")
 
 
 class FileSource:
@@ -104,9 +105,11 @@ class FileSource:
         except OSError:
             return
         for n in names:
-            if n == base or not n.startswith(base):
+            if n == base or not n.startswith(base) or n.endswith(_COMPRESSED):
                 continue
             candidate = os.path.join(directory, n)
+            if any(fnmatch(candidate, ex) for ex in self.cfg.exclude):
+                continue
             try:
                 st = os.stat(candidate)
             except OSError:

@@ -1,0 +1,1 @@
+"""Grafana Loki sink: protobuf (or JSON) pushes with templated labels and structured metadata."""

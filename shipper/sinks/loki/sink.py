@@ -1,0 +1,111 @@
+"""The ``loki`` sink: group a batch into streams, push it, map Loki's answer back to events."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+
+from shipper.event import Event
+from shipper.sinks._common.base import Sink
+from shipper.sinks._common.http import build_client
+from shipper.sinks._common.outcome import PermanentSinkError, SendOutcome, TransientSinkError
+from shipper.sinks.loki.config import LokiSinkConfig
+from shipper.sinks.loki.encoder import build_encoder
+from shipper.sinks.loki.labels import CardinalityGuard, LabelRenderer
+from shipper.sinks.loki.service import RequestTooLarge, check_ready, classify_push_response
+
+log = logging.getLogger("shipper.sinks.loki")
+
+# Framing and timestamp of one entry, and a typical structured metadata pair, in bytes.
+_ENTRY_OVERHEAD = 24
+_METADATA_PAIR = 48
+
+
+class LokiSink(Sink):
+    """Pushes batches to Loki's ``/loki/api/v1/push``; one request per ``send``.
+
+    A 413 (request too large) is the one answer handled here rather than by the driver: the batch
+    is halved until it fits, and an entry that is too large on its own is rejected.
+    """
+
+    config: LokiSinkConfig
+
+    def __init__(self, name: str, config: LokiSinkConfig, data_dir: str) -> None:
+        super().__init__(name, config, data_dir)
+        self.guard = CardinalityGuard(config.max_label_values)
+        self.labels = LabelRenderer(config.labels, self.guard)
+        self.encoder = build_encoder(config.encoding, config.structured_metadata)
+        self._overhead = _ENTRY_OVERHEAD + _METADATA_PAIR * len(config.structured_metadata)
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def label_overflows(self) -> dict[str, int]:
+        """Label values replaced by ``__overflow__`` by the cardinality guard, per label."""
+        return dict(self.guard.overflowed)
+
+    async def start(self) -> None:
+        if self._client is None:
+            headers = {"User-Agent": "ecvi-logs-shipper"}
+            if self.config.tenant_id:
+                headers["X-Scope-OrgID"] = self.config.tenant_id
+            self._client = build_client(self.config.auth, self.config.tls,
+                                        self.config.request.timeout_secs, headers)
+
+    async def healthcheck(self) -> None:
+        await self.start()
+        assert self._client is not None
+        await check_ready(self.name, self._client, self.config.endpoint)
+
+    async def send(self, events: list[Event]) -> SendOutcome:
+        await self.start()
+        try:
+            return await self._push(events)
+        except RequestTooLarge as exc:
+            return await self._split(events, exc.reason)
+
+    def event_size(self, event: Event) -> int:
+        return len(event.raw) + self._overhead
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _push(self, events: list[Event]) -> SendOutcome:
+        assert self._client is not None
+        request = self.encoder.encode(self.labels.group(events))
+        headers = {"Content-Type": request.content_type}
+        if request.content_encoding:
+            headers["Content-Encoding"] = request.content_encoding
+        response = await self._client.post(self.config.push_url, content=request.body, headers=headers)
+        return classify_push_response(self.name, self.config.push_url, response, request,
+                                      self.encoder.metadata.pairs)
+
+    async def _split(self, events: list[Event], reason: str) -> SendOutcome:
+        if len(events) == 1:
+            return SendOutcome(rejected=[(events[0], reason)], reason=reason)
+        log.warning("sink %s: %s; sending the %d events in two halves", self.name, reason, len(events))
+        mid = len(events) // 2
+        out = SendOutcome(reason=reason)
+        for half in (events[:mid], events[mid:]):
+            part = await self._send_part(half)
+            out.rejected += part.rejected
+            out.retry += part.retry
+            out.sent_bytes += part.sent_bytes
+            if part.retry_after is not None:
+                out.retry_after = max(out.retry_after or 0.0, part.retry_after)
+            if part.retry:
+                out.reason = part.reason
+        return out
+
+    async def _send_part(self, events: list[Event]) -> SendOutcome:
+        """Like :meth:`send`, with whole-request failures turned into per-event results."""
+        try:
+            return await self.send(events)
+        except TransientSinkError as exc:
+            return SendOutcome(retry=events, reason=exc.reason, retry_after=exc.retry_after)
+        except PermanentSinkError as exc:
+            return SendOutcome(rejected=[(e, exc.reason) for e in events], reason=exc.reason)
+        except (httpx.TransportError, TimeoutError, OSError) as exc:
+            return SendOutcome(retry=events, reason=f"{type(exc).__name__}: {exc}")
