@@ -334,6 +334,7 @@ class DiskBuffer:
         end = nxt if nxt is not None else off
         skipped = Chunk(seg, end, max(0, end - off), 0, [], done=True)
         self._outstanding.append(skipped)
+        self.ack([])
 
     def _advance_segment(self, seg: int) -> None:
         later = [s for s in self._segments() if s > seg]
@@ -342,6 +343,8 @@ class DiskBuffer:
             return
         self._read_pos = (nxt, 0)
         self._outstanding.append(Chunk(nxt, 0, 0, 0, [], done=True))
+        # Moving past a finished segment is progress in itself: it lets that segment be deleted.
+        self.ack([])
 
     # -- acknowledgement ------------------------------------------------------------------------
 

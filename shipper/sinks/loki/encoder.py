@@ -58,7 +58,8 @@ def varint(n: int) -> bytes:
 def timestamp_field(ts_ns: int) -> bytes:
     """An entry's ``timestamp`` field (1): a ``google.protobuf.Timestamp`` of seconds and nanos."""
     secs, nanos = divmod(ts_ns, 1_000_000_000)
-    ts = b"\x08" + varint(secs) + (b"\x10" + varint(nanos) if nanos else b"")
+    # Zero fields are left out, as protobuf writes them.
+    ts = (b"\x08" + varint(secs) if secs else b"") + (b"\x10" + varint(nanos) if nanos else b"")
     return b"\x0a" + varint(len(ts)) + ts
 
 
@@ -130,7 +131,10 @@ class StructuredMetadata:
             if type(v) is not str:
                 v = _text(v)
             if v:
-                vb = _utf8(v)
+                try:  # inline rather than _utf8(): this runs for every field of every event
+                    vb = v.encode()
+                except UnicodeEncodeError:
+                    vb = _utf8(v)
                 n = len(vb)
                 out += (heads[n] if n < 128 else _pair_head(name, n)) + vb
         return out
@@ -155,7 +159,10 @@ class ProtobufEncoder:
             labels = _utf8(s.labels)
             entries = [b"\x0a" + varint(len(labels)) + labels]
             for e in s.events:
-                line = _utf8(e.raw)
+                try:
+                    line = e.raw.encode()
+                except UnicodeEncodeError:
+                    line = _utf8(e.raw)
                 t = e.ts_ns
                 ts = ts_fields.get(t)
                 if ts is None:

@@ -197,7 +197,7 @@ class LabelRenderer:
                 self._slow.clear()
             hit = self._slow[key] = self._render(event)
         if self._names is not None and all(type(v) is str for v in values):
-            # The record holds every field as a string: the raw values are a safe key.
+            # All strings: an event whose record holds these very strings renders the same.
             if len(self._fast) >= _MAX_CACHED_KEYS:
                 self._fast.clear()
             self._fast[key] = hit
