@@ -1,0 +1,121 @@
+"""Label templates, escaping, missing values and the cardinality guard."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shipper.event import Event
+from shipper.sinks.loki.labels import (
+    MISSING_VALUE,
+    OVERFLOW_VALUE,
+    CardinalityGuard,
+    LabelRenderer,
+    escape_label_value,
+    field_getter,
+    format_labels,
+)
+from shipper.sinks.loki.rejections import parse_labels
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _ev(record: dict[str, object], meta: dict[str, object] | None = None) -> Event:
+    return Event(record, "", 0, meta or {})
+
+
+def _labels(renderer: LabelRenderer, event: Event) -> dict[str, str]:
+    [stream] = renderer.group([event])
+    return dict(stream.pairs)
+
+
+def test_escaping() -> None:
+    assert escape_label_value('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+    assert escape_label_value("tab\there\x01\x7f") == "tab\\there\\x01\\x7f"
+    assert escape_label_value("ünïcödé ☃") == "ünïcödé ☃"
+    assert format_labels([("service", "api"), ("level", 'say "hi"')]) == '{level="say \\"hi\\"", service="api"}'
+
+
+@given(st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True),
+                       st.text(st.characters(blacklist_categories=["Cs"]), max_size=20), min_size=1))
+def test_format_labels_round_trips_through_go_unquoting(pairs: dict[str, str]) -> None:
+    assert parse_labels(format_labels(pairs.items())) == pairs
+
+
+def test_templates_render_from_record_then_meta() -> None:
+    r = LabelRenderer({"service": "{{ service }}", "ns": "{{ kubernetes.namespace }}", "env": "prod-{{ region }}"},
+                      CardinalityGuard(10))
+    got = _labels(r, _ev({"service": "api", "region": 3}, {"kubernetes": {"namespace": "backend"}}))
+    assert got == {"service": "api", "ns": "backend", "env": "prod-3"}
+
+
+def test_missing_and_empty_fields_render_as_unknown() -> None:
+    r = LabelRenderer({"service": "{{ service }}", "level": "{{ level }}"}, CardinalityGuard(10))
+    assert _labels(r, _ev({"level": ""})) == {"service": MISSING_VALUE, "level": MISSING_VALUE}
+
+
+def test_render_cache_never_mixes_up_inputs() -> None:
+    """The fast cache is keyed by record values: meta fallbacks and non-strings must not collide."""
+    r = LabelRenderer({"service": "{{ service }}"}, CardinalityGuard(100))
+    assert _labels(r, _ev({"service": "api"})) == {"service": "api"}
+    assert _labels(r, _ev({}, {"service": "from-meta"})) == {"service": "from-meta"}
+    assert _labels(r, _ev({}, {"service": "other-meta"})) == {"service": "other-meta"}
+    assert _labels(r, _ev({"service": True})) == {"service": "True"}
+    assert _labels(r, _ev({"service": 1})) == {"service": "1"}
+    assert _labels(r, _ev({"service": {"nested": 1}})) == {"service": "{'nested': 1}"}
+    assert _labels(r, _ev({"service": "api"})) == {"service": "api"}
+
+
+def test_guard_overflows_past_the_limit_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
+    guard = CardinalityGuard(3)
+    r = LabelRenderer({"service": "{{ service }}", "user": "{{ user_id }}"}, guard)
+    with caplog.at_level(logging.WARNING, "shipper.sinks.loki"):
+        users = [_labels(r, _ev({"service": "api", "user_id": f"u{i}"}))["user"] for i in range(6)]
+        again = _labels(r, _ev({"service": "api", "user_id": "u1"}))["user"]
+    assert users == ["u0", "u1", "u2", OVERFLOW_VALUE, OVERFLOW_VALUE, OVERFLOW_VALUE]
+    assert again == "u1"  # admitted values stay admitted
+    assert guard.overflowed == {"user": 3}
+    warnings = [rec for rec in caplog.records if "distinct values" in rec.getMessage()]
+    assert len(warnings) == 1 and "'user'" in warnings[0].getMessage()
+
+
+def test_guard_window_resets_every_hour() -> None:
+    clock = FakeClock()
+    guard = CardinalityGuard(1, clock=clock)
+    r = LabelRenderer({"pod": "{{ pod }}"}, guard)
+    assert _labels(r, _ev({"pod": "a"}))["pod"] == "a"
+    assert _labels(r, _ev({"pod": "b"}))["pod"] == OVERFLOW_VALUE
+    clock.now += 3599
+    assert _labels(r, _ev({"pod": "b"}))["pod"] == OVERFLOW_VALUE
+    clock.now += 1
+    assert _labels(r, _ev({"pod": "b"}))["pod"] == "b"  # a new hour: b is the one value
+    assert _labels(r, _ev({"pod": "a"}))["pod"] == OVERFLOW_VALUE
+
+
+def test_overflowed_events_share_one_stream() -> None:
+    r = LabelRenderer({"req": "{{ request_id }}"}, CardinalityGuard(2))
+    streams = r.group([_ev({"request_id": f"r{i}"}) for i in range(10)])
+    assert [(s.labels, len(s.events)) for s in streams] == [
+        ('{req="r0"}', 1), ('{req="r1"}', 1), ('{req="__overflow__"}', 8)]
+
+
+def test_field_getter_answers_like_event_get() -> None:
+    cases = [
+        ({"a": 1}, {"a": 2}), ({"a": None}, {"a": 2}), ({}, {"a": 2}), ({}, {}),
+        ({"k": {"ns": "x"}}, {"k": {"ns": "y"}}), ({"k": {"other": 1}}, {"k": {"ns": "y"}}),
+        ({"k": {"ns": None}}, {"k": {"ns": "y"}}), ({"k": "flat"}, {"k": {"ns": "y"}}), ({}, {"k": 3}),
+        ({"a": {"b": {"c": 1}}}, {}), ({"a": {"b": 2}}, {"a": {"b": {"c": 3}}}),
+    ]
+    for record, meta in cases:
+        ev = Event(record, "", 0, meta)
+        for path in ("a", "k.ns", "a.b.c"):
+            assert field_getter(path)(record, meta) == ev.get(path), (path, record, meta)
