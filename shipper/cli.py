@@ -134,5 +134,13 @@ def demo(workdir: str, api_address: str) -> None:
     run_demo(Path(workdir), api_address)
 
 
+def _attach_optional_groups() -> None:
+    from pipelines.cli import render
+
+    main.add_command(render)
+
+
+_attach_optional_groups()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

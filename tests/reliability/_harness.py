@@ -68,6 +68,20 @@ class Shipper:
             stdout=subprocess.DEVNULL, stderr=self.log.open("ab"), stdin=subprocess.DEVNULL,
         )
 
+    def wait_ready(self, port: int, timeout: float = 60.0) -> None:
+        """Block until ``/ready`` answers 200 (the sources are reading)."""
+        import urllib.request
+
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        if not wait_for(ready, timeout, 0.1):
+            raise AssertionError(f"shipper not ready after {timeout}s: {self.log.read_text()[-2000:]}")
+
     def sample(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.peak_rss = max(self.peak_rss, peak_rss_mib(self.proc.pid))
@@ -149,3 +163,11 @@ class Summary:
         (SUMMARY_DIR / f"{self.name}.json").write_text(json.dumps(data, indent=2) + "\n")
         print("\n" + text)
         return text
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -17,6 +17,7 @@ from shipper.sources.base import Deliver
 from shipper.sources.file.checkpoints import CheckpointStore
 from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.file.kubernetes import metadata_from_path
+from shipper.sources.file.opener import FileOpener, Opened
 from shipper.sources.file.tailer import Tailer, fingerprint
 
 log = logging.getLogger("shipper.sources.file")
@@ -41,7 +42,8 @@ class FileSource:
         self._last_glob = 0.0
         self._prev_scan_wall = time.time()
         self._closed_at: dict[str, float] = {}
-        self._warned: set[str] = set()
+        self._opener: FileOpener | None = None
+        self._pending: list[Opened] = []
 
     # -- discovery ------------------------------------------------------------------------------
 
@@ -56,24 +58,28 @@ class FileSource:
         return out
 
     def discover(self) -> None:
-        """Open new files, notice rotated ones, and (first time) reopen rotated files we had not finished."""
+        """Adopt files the opener found, notice rotated ones, and (first time) reopen rotated files
+        we had not finished before a restart."""
         now = time.monotonic()
         wall = time.time()
+        if self._opener is None:
+            self._opener = FileOpener(self._matches, self.cfg.glob_interval_secs)
+            self._opener.scan()  # the first scan in line, so read_from applies to what exists now
+            self._opener.start()
         by_path = {t.path: t for t in self.tailers.values() if t.rotated_at is None}
-        for path in self._matches():
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            key = f"{st.st_dev}:{st.st_ino}"
-            current = by_path.get(path)
-            if current is not None and current.key == key:
-                continue
-            if current is not None:
+        while not self._opener.found.empty():
+            self._pending.append(self._opener.found.get_nowait())
+        waiting: list[Opened] = []
+        for o in self._pending:
+            current = by_path.get(o.path)
+            if current is not None and current.key != o.key and current.rotated_at is None:
                 self._mark_rotated(current, now)
-            if key in self.tailers:
+            if o.key in self.tailers:
+                os.close(o.fd)
                 continue
-            self._open(path, st.st_dev, st.st_ino, rotated=False)
+            if not self._adopt(o, rotated=False):
+                waiting.append(o)  # no complete first line yet; the descriptor stays open
+        self._pending = waiting
         for path, t in by_path.items():
             if t.rotated_at is not None:
                 continue
@@ -147,47 +153,50 @@ class FileSource:
                     break
 
     def _open(self, path: str, dev: int, ino: int, rotated: bool, real_path: str | None = None) -> None:
+        """Open a file the opener does not know (a rotated name found after a restart)."""
         try:
             fd = os.open(real_path or path, os.O_RDONLY)
         except OSError as exc:
-            if path not in self._warned:
-                log.warning("%s: cannot open (%s)", path, exc.strerror)
-                self._warned.add(path)
+            log.warning("%s: cannot open (%s)", real_path or path, exc.strerror)
             return
         st = os.fstat(fd)
-        if f"{st.st_dev}:{st.st_ino}" != f"{dev}:{ino}":
-            os.close(fd)  # replaced between stat and open; the next scan sees the new one
+        if (st.st_dev, st.st_ino) != (dev, ino):
+            os.close(fd)
             return
-        fp = fingerprint(fd)
+        if self._opener is not None:
+            self._opener.hold(f"{dev}:{ino}")
+        if not self._adopt(Opened(path, fd, dev, ino), rotated):
+            self._pending.append(Opened(path, fd, dev, ino))
+
+    def _adopt(self, o: Opened, rotated: bool) -> bool:
+        """Start tailing an open descriptor; False while the file has no complete first line."""
+        fp = fingerprint(o.fd)
         if fp is None:
-            os.close(fd)  # no complete first line yet: wait for it
-            return
-        key = f"{dev}:{ino}"
-        entry = self.store.get(key)
+            return False
+        size = os.fstat(o.fd).st_size
+        entry = self.store.get(o.key)
         if entry is not None and entry.get("fp") == fp:
             offset, gen = int(entry["offset"]), int(entry.get("gen", 0))
         elif self._first_scan and self.cfg.read_from == "end" and not rotated:
-            offset, gen = st.st_size, 0
+            offset, gen = size, 0
         else:
             offset, gen = 0, 0
-        k8s = metadata_from_path(path) if self.cfg.kubernetes_metadata else None
-        t = Tailer(self.name, path, fd, dev, ino, fp, offset, gen, self.cfg, self.node, k8s)
+        k8s = metadata_from_path(o.path) if self.cfg.kubernetes_metadata else None
+        t = Tailer(self.name, o.path, o.fd, o.dev, o.ino, fp, offset, gen, self.cfg, self.node, k8s)
         if rotated:
             t.rotated_at = time.monotonic()
-        self.tailers[key] = t
-        self._closed_at.pop(key, None)
-        self.store.set(key, path, fp, offset, gen)
-        log.info("%s: tailing from offset %d", path, offset)
+        self.tailers[o.key] = t
+        self._closed_at.pop(o.key, None)
+        self.store.set(o.key, o.path, fp, offset, gen)
+        log.info("%s: tailing from offset %d", o.path, offset)
+        return True
 
     # -- the loop -------------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Read until :meth:`stop`; every batch is delivered before its checkpoint moves."""
         while not self._stopping:
-            now = time.monotonic()
-            if now - self._last_glob >= self.cfg.glob_interval_secs:
-                self._last_glob = now
-                self.discover()
+            self._maybe_discover()
             progressed = await self._pass()
             self._close_finished()
             self._update_lag()
@@ -196,6 +205,12 @@ class FileSource:
             else:
                 await asyncio.sleep(0)
 
+    def _maybe_discover(self) -> None:
+        now = time.monotonic()
+        if now - self._last_glob >= self.cfg.glob_interval_secs:
+            self._last_glob = now
+            self.discover()
+
     async def _pass(self) -> bool:
         batch: list[Event] = []
         cuts: dict[str, tuple[Tailer, int]] = {}
@@ -203,7 +218,10 @@ class FileSource:
         for t in list(self.tailers.values()):
             if self._stopping:
                 break
-            n = t.read(batch, _READ_BUDGET)
+            # Look for new files between reads too: under a rotation storm a rotated file may be
+            # compressed and deleted soon after; once opened, it is read to its end regardless.
+            self._maybe_discover()
+            n = t.read(batch, _READ_BUDGET, self._maybe_discover)
             if n == 0 and t.check_truncated():
                 n = t.read(batch, _READ_BUDGET)
             if t.group_expired() or (t.eof and t.rotated_at is not None and t.pending_group):
@@ -234,6 +252,8 @@ class FileSource:
             log.info("%s: finished the rotated file at offset %d", t.path, t.offset)
             t.close()
             del self.tailers[key]
+            if self._opener is not None:
+                self._opener.release(key)
             self.store.mark_closed(key)
             self._closed_at[key] = now
         for key, at in list(self._closed_at.items()):
@@ -250,8 +270,15 @@ class FileSource:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._opener is not None:
+            await asyncio.to_thread(self._opener.stop)
 
     def close(self) -> None:
+        if self._opener is not None:
+            self._opener.stop()
+        for o in self._pending:
+            os.close(o.fd)
+        self._pending = []
         for t in self.tailers.values():
             t.close()
         self.tailers.clear()

@@ -7,6 +7,7 @@ import logging
 import os
 import time
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from shipper import metrics
@@ -90,10 +91,15 @@ class Tailer:
 
     # -- reading --------------------------------------------------------------------------------
 
-    def read(self, out: list[Event], budget: int) -> int:
-        """Read up to ``budget`` bytes, appending complete events to ``out``; returns bytes read."""
+    def read(self, out: list[Event], budget: int, between: Callable[[], None] | None = None) -> int:
+        """Read up to ``budget`` bytes, appending complete events to ``out``; returns bytes read.
+
+        ``between`` runs after each chunk (the source looks for new files there).
+        """
         total = 0
         while total < budget:
+            if between is not None and total:
+                between()
             data = os.pread(self.fd, self.cfg.read_chunk_bytes, self.offset)
             if not data:
                 self.eof = True

@@ -1,0 +1,255 @@
+"""VRL (Vector Remap Language) programs equivalent to the shipper's parsing and transforms.
+
+Every event field is typed ``any`` in VRL (Vector runs with ``schema.enabled: false``), so each
+conversion is written in its fallible form (``string!``, ``?? default``), and no string literal
+holds ``{{``: VRL would read it as a string template.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from logging_config._redact import DEFAULT_SECRET_KEYS, REDACTED
+from shipper.sources.file.kubernetes import _CONTAINERS, _PODS
+from shipper.templates import _compile
+from shipper.transforms import _LEVELS
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MISSING_VALUE = "unknown"
+
+# The CRI log line: <RFC 3339 time> <stdout|stderr> <F|P> <payload>.
+CRI_LINE = r"^(?P<time>\S+) (?P<stream>stdout|stderr) (?P<tag>[FP]) (?P<log>.*)$"
+# Credentials inside strings, as logging_config's Redactor finds them (a simplified form: VRL's
+# redact() replaces the whole match, so "Bearer <token>" becomes "[REDACTED]").
+CREDENTIAL_PATTERNS = (
+    r"(?i)\b(?:bearer|basic)[ \t]+[A-Za-z0-9\-._~+/]{8,}=*",
+    r"(?i)://[^/\s:@]+:[^/\s@]+@",
+)
+
+
+def string(value: str) -> str:
+    """A VRL string literal (``{{`` split so that it is not read as a template)."""
+    body = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    body = body.replace("\t", "\\t").replace("{{", '{" + "{')
+    return f'"{body}"'
+
+
+def regex(pattern: str) -> str:
+    """A VRL regex literal."""
+    return "r'" + pattern.replace("'", "\\'") + "'"
+
+
+def path(field_path: str, root: str = ".") -> str:
+    """``kubernetes.pod_name`` as a VRL path: ``.kubernetes.pod_name`` (odd segments quoted)."""
+    parts = [p if _IDENT.match(p) else json.dumps(p) for p in field_path.split(".")]
+    return root + ".".join(parts) if root == "." else root + "." + ".".join(parts)
+
+
+def literal(value: Any) -> str:
+    """A JSON-like value as a VRL literal."""
+    if isinstance(value, str):
+        return string(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{string(str(k))}: {literal(v)}" for k, v in value.items()) + "}"
+    return string(str(value))
+
+
+def template(value: str, missing: str = "") -> str:
+    """A shipper ``{{ field }}`` template as a VRL string expression (``missing`` for absent fields)."""
+    literals, fields = _compile(value)
+    if not fields:
+        return string(value)
+    parts: list[str] = []
+    for i, field in enumerate(fields):
+        if literals[i]:
+            parts.append(string(literals[i]))
+        parts.append(f"(to_string({path(field)}) ?? {string(missing)})")
+    if literals[-1]:
+        parts.append(string(literals[-1]))
+    return " + ".join(parts)
+
+
+def template_fields(value: str) -> list[str]:
+    """The field paths a template reads."""
+    return list(_compile(value)[1])
+
+
+def parse_program(source_name: str, kind: str, fmt: str, kubernetes_metadata: bool) -> str:
+    """The remap after a source: unwrap the container runtime line, parse our JSON record into the
+    event's root, keep the raw payload in ``%ecvi_raw`` and a deterministic id in ``%ecvi_id``.
+
+    ``kind`` is ``file`` (Vector's file source: ``.message``, ``.file``, ``.offset``),
+    ``kubernetes_logs`` (already unwrapped, metadata under ``.kubernetes``) or ``fluent``.
+    """
+    lines = [f"# {source_name}: {kind} source, {fmt} lines"]
+    if kind == "fluent":
+        lines += [
+            "del(.tag)",
+            "del(.source_type)",
+            "del(.host)",
+            "event_time = timestamp(del(.timestamp)) ?? now()",
+            "record = .",
+            "payload = encode_json(record)",
+            "k8s = {}",
+            "id_basis = to_string(event_time) + payload",
+        ]
+    else:
+        lines.append("line = string(.message) ?? \"\"")
+        lines.append("event_time = now()")
+        if kind == "file" and fmt == "cri":
+            lines += [
+                "payload = line",
+                f"cri, err = parse_regex(line, {regex(CRI_LINE)})",
+                "if err == null {",
+                "  payload = string(cri.log) ?? line",
+                "  event_time = parse_timestamp(string(cri.time) ?? \"\", format: \"%+\") ?? now()",
+                "}",
+            ]
+        elif kind == "file" and fmt == "docker":
+            lines += [
+                "wrapper = object(parse_json(line) ?? {}) ?? {}",
+                "payload = strip_whitespace(string(wrapper.log) ?? line)",
+                "event_time = parse_timestamp(string(wrapper.time) ?? \"\", format: \"%+\") ?? now()",
+            ]
+        else:
+            lines.append("payload = line")
+            if kind == "kubernetes_logs":
+                lines.append("event_time = timestamp(.timestamp) ?? now()")
+        if kind == "kubernetes_logs":
+            lines += [
+                "k8s = {",
+                "  \"namespace\": .kubernetes.pod_namespace,",
+                "  \"pod_name\": .kubernetes.pod_name,",
+                "  \"container_name\": .kubernetes.container_name,",
+                "  \"pod_uid\": .kubernetes.pod_uid,",
+                "}",
+                "id_basis = (to_string(.file) ?? \"\") + \":\" + to_string(event_time) + payload",
+            ]
+        else:
+            lines.append("file = string(.file) ?? \"\"")
+            lines.append("k8s = {}")
+            if kubernetes_metadata:
+                lines += [
+                    f"found, err = parse_regex(file, {regex(_CONTAINERS.pattern)})",
+                    "if err == null {",
+                    "  k8s = {\"namespace\": found.ns, \"pod_name\": found.pod, "
+                    "\"container_name\": found.container, \"container_id\": found.id}",
+                    "} else {",
+                    f"  found, err = parse_regex(file, {regex(_PODS.pattern)})",
+                    "  if err == null {",
+                    "    k8s = {\"namespace\": found.ns, \"pod_name\": found.pod, "
+                    "\"container_name\": found.container, \"pod_uid\": found.uid}",
+                    "  }",
+                    "}",
+                ]
+            lines.append("id_basis = file + \":\" + (to_string(.offset) ?? \"\")")
+        lines += [
+            "record = {\"message\": payload}",
+            "if starts_with(payload, \"{\") {",
+            "  parsed, err = parse_json(payload)",
+            "  if err == null && is_object(parsed) { record = object!(parsed) }",
+            "}",
+        ]
+    lines += [
+        "# Our records carry their own time (RFC 3339, UTC, milliseconds).",
+        "event_time = parse_timestamp(string(record.timestamp) ?? \"\", format: \"%+\") ?? event_time",
+        ". = record",
+        ".timestamp = event_time",
+        "if length(k8s) > 0 {",
+        "  own = object(.kubernetes) ?? {}",
+        "  .kubernetes = merge(own, k8s)",
+        "}",
+        "%ecvi_raw = payload",
+        f"%ecvi_source = {string(source_name)}",
+        "%ecvi_id = slice!(sha2(id_basis, variant: \"SHA-256\"), 0, 32)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def redact_program(extra_keys: list[str]) -> str:
+    """Secret keys at any depth of objects become ``[REDACTED]``, credentials inside strings too;
+    the raw line is re-encoded from the redacted record when anything changed (as the shipper does).
+    """
+    words = sorted({k.lower().replace("-", "").replace("_", "") for k in (*DEFAULT_SECRET_KEYS, *extra_keys) if k})
+    key_re = "|".join(re.escape(w) for w in words)
+    filters = ", ".join(regex(p) for p in CREDENTIAL_PATTERNS)
+    return "\n".join([
+        "# Redact secret keys (any depth; compared lower-cased without '-' and '_') and credentials.",
+        "before = .",
+        "out = {}",
+        "for_each(flatten(.)) -> |key, value| {",
+        "  segments = split(key, \".\")",
+        "  leaf = downcase(replace(replace(string(segments[-1]) ?? key, \"-\", \"\"), \"_\", \"\"))",
+        f"  if match(leaf, {regex(key_re)}) {{",
+        f"    value = {string(REDACTED)}",
+        "  } else if is_string(value) {",
+        f"    value = redact(string!(value), filters: [{filters}])",
+        "  }",
+        "  out = set!(out, segments, value)",
+        "}",
+        ". = out",
+        "if . != before {",
+        "  record = .",
+        "  del(record.timestamp)",
+        "  del(record.kubernetes)",
+        "  %ecvi_raw = encode_json(record)",
+        "}",
+    ]) + "\n"
+
+
+def filter_condition(min_level: str | None, match: dict[str, str]) -> str:
+    """A VRL condition keeping what the shipper's ``filter`` transform keeps."""
+    parts: list[str] = []
+    if min_level:
+        floor = _LEVELS[min_level]
+        allowed = sorted(name for name, rank in _LEVELS.items() if rank >= floor)
+        # A missing or unknown level counts as INFO, as in the shipper.
+        level = "upcase(to_string(.level) ?? \"INFO\")"
+        known = literal(sorted(_LEVELS))
+        rank_ok = f"includes({literal(allowed)}, {level})"
+        if _LEVELS["INFO"] >= floor:
+            rank_ok = f"({rank_ok} || !includes({known}, {level}))"
+        parts.append(rank_ok)
+    for field, want in match.items():
+        parts.append(f"(to_string({path(field)}) ?? \"None\") == {string(want)}")
+    return " && ".join(parts) if parts else "true"
+
+
+def add_fields_program(fields: dict[str, Any], overwrite: bool) -> str:
+    """Set fields; string values are templates over the event (absent fields render empty)."""
+    lines = []
+    for name, value in fields.items():
+        expr = template(value) if isinstance(value, str) else literal(value)
+        target = path(name)
+        if overwrite:
+            lines.append(f"{target} = {expr}")
+        else:
+            lines.append(f"if !exists({target}) {{ {target} = {expr} }}")
+    return "\n".join(lines) + "\n"
+
+
+def sink_program(raw_line: bool, template_paths: list[str], es_id: bool = False) -> str:
+    """The last remap before a sink: absent template fields as ``unknown`` (the shipper's
+    rendering), the raw payload as ``.message`` for sinks that send the line as written, and the
+    deterministic document id for Elasticsearch."""
+    lines = []
+    for field in template_paths:
+        target = path(field)
+        lines.append(f"if !exists({target}) || {target} == \"\" {{ {target} = {string(MISSING_VALUE)} }}")
+    if raw_line:
+        lines.append("raw = string(%ecvi_raw) ?? \"\"")
+        lines.append("if raw != \"\" { .message = raw }")
+    if es_id:
+        lines.append(".\"@timestamp\" = .timestamp")
+        lines.append(".ecvi_id = %ecvi_id")
+    return "\n".join(lines) + "\n" if lines else ".\n"

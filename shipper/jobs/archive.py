@@ -1,0 +1,193 @@
+"""``archive run``: export UTC days from a backend into gzip NDJSON objects, then the day's manifest.
+
+Objects first, manifest last: a day without a manifest is unfinished, whatever objects it holds.
+Object names are deterministic (``<unit>/part-00000.ndjson.gz``) and so are their bytes, so a run
+after a crash re-exports the day, keeps the objects that are already there with the same SHA-256,
+rewrites the others, removes the parts the new export no longer has, and writes the manifest.
+A day whose manifest passes the quick check is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
+
+from shipper.jobs.days import day_start_ns, is_over
+from shipper.jobs.errors import ArchiveConflict, JobError
+from shipper.jobs.exporters.base import Exporter, Unit
+from shipper.jobs.manifest import MANIFEST_NAME, ObjectEntry, build_manifest, day_prefix, manifest_key
+from shipper.jobs.objects import DEFAULT_MAX_OBJECT_BYTES, OBJECT_SUFFIX, Part, PartWriter, sha256_hex
+from shipper.jobs.storage.base import ObjectStore
+from shipper.jobs.verify import read_manifest, verify_day
+
+log = logging.getLogger("shipper.jobs")
+
+_EXPORT_KEY = re.compile(r"^[^/]+/part-\d{5}" + re.escape(OBJECT_SUFFIX) + "$")
+
+
+class Progress(Protocol):
+    """Where a run reports how far it got (a progress bar on a terminal): units done, events so far."""
+
+    def start(self, label: str, total: int) -> None: ...
+    def unit_done(self, events: int) -> None: ...
+    def finish(self) -> None: ...
+
+
+class NoProgress:
+    def start(self, label: str, total: int) -> None:
+        pass
+
+    def unit_done(self, events: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+@dataclass(slots=True)
+class DayResult:
+    """What a run did with one day. ``status``: archived, skipped, expired, failed (sealed for seal)."""
+
+    day: date
+    status: str
+    events: int = 0
+    objects: int = 0
+    reused: int = 0
+    bytes: int = 0
+    uncompressed_bytes: int = 0
+    seconds: float = 0.0
+    error: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "day": self.day.isoformat(), "status": self.status, "events": self.events, "objects": self.objects,
+            "reused_objects": self.reused, "bytes": self.bytes, "uncompressed_bytes": self.uncompressed_bytes,
+            "seconds": round(self.seconds, 3),
+        }
+        if self.seconds > 0 and self.status in ("archived", "sealed"):
+            out["events_per_second"] = round(self.events / self.seconds, 1)
+            out["mib_per_second"] = round(self.uncompressed_bytes / self.seconds / 1048576, 2)
+        if self.error:
+            out["error"] = self.error
+        if self.problems:
+            out["problems"] = self.problems
+        return out
+
+
+def object_key(day: date, unit: Unit, part: int) -> str:
+    return f"{day_prefix(day)}{unit.name}/part-{part:05d}{OBJECT_SUFFIX}"
+
+
+def upload_part(store: ObjectStore, key: str, part: Part) -> bool:
+    """Write ``part`` unless the same bytes are already there; True when they were (reused)."""
+    info = store.stat(key)
+    if info is not None and info.size == len(part.data) and info.sha256 == part.sha256:
+        return True
+    store.put(key, part.data, part.sha256)
+    return False
+
+
+def archive_day(
+    exporter: Exporter,
+    store: ObjectStore,
+    day: date,
+    *,
+    now: datetime,
+    retention: timedelta | None = None,
+    max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
+    level: int = 6,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> DayResult:
+    """Archive one day (see the module docstring); failures are returned, not raised."""
+    began = time.monotonic()
+    try:
+        result = _archive_day(exporter, store, day, now, retention, max_object_bytes, level, force,
+                              progress or NoProgress())
+    except JobError as exc:
+        log.error("archive of %s from %s failed: %s", day, exporter.backend, exc)
+        result = DayResult(day, "failed", error=str(exc))
+    result.seconds = time.monotonic() - began
+    return result
+
+
+def _archive_day(exporter: Exporter, store: ObjectStore, day: date, now: datetime, retention: timedelta | None,
+                 max_object_bytes: int, level: int, force: bool, progress: Progress) -> DayResult:
+    if not is_over(day, now):
+        raise JobError(f"{day} is not over yet (UTC): archive a day once it has ended")
+    existing = read_manifest(store, day)
+    if existing is not None:
+        if existing.route != "export" or existing.backend != exporter.backend:
+            raise ArchiveConflict(f"{store.describe(manifest_key(day))} is a {existing.route} archive of "
+                                  f"{existing.backend or 'the s3 sink'}: archive {exporter.backend} elsewhere")
+        if not force:
+            report = verify_day(store, day, deep=False)
+            if report.ok:
+                return _from_manifest(DayResult(day, "skipped"), existing)
+            return DayResult(day, "failed", error="the day's archive exists but does not verify (run "
+                             "`archive verify`; --force exports it again)", problems=[str(p) for p in report.problems])
+    elif (retention is not None and not force and exporter.expires_by_age
+          and day_start_ns(day) < int((now - retention).timestamp()) * 1_000_000_000):
+        return DayResult(day, "expired", error=f"the day began more than {retention.days} days ago: "
+                         f"{exporter.backend} may already have deleted part of it (--force archives what is left)")
+
+    prefix = day_prefix(day)
+    foreign = [o.key for o in store.list(prefix) if o.key != prefix + MANIFEST_NAME
+               and not _EXPORT_KEY.match(o.key[len(prefix):])]
+    if foreign:
+        raise ArchiveConflict(f"{store.describe(prefix)} holds objects an export does not write "
+                              f"(e.g. {foreign[0]}): use another --to for {exporter.backend}")
+    units = exporter.units(day)
+    result = DayResult(day, "archived")
+    entries: list[ObjectEntry] = []
+    progress.start(f"{exporter.backend} {day}", len(units))
+    try:
+        for unit in units:
+            entries += _export_unit(exporter, store, day, unit, max_object_bytes, level, result)
+            progress.unit_done(sum(e.events for e in entries))
+    finally:
+        progress.finish()
+    written = {prefix + e.key for e in entries}
+    for stale in store.list(prefix):
+        if stale.key not in written and stale.key != prefix + MANIFEST_NAME:
+            log.info("removing %s: left by an earlier run, not part of this export", stale.key)
+            store.delete(stale.key)
+    manifest = build_manifest(day, "export", exporter.source(), entries, created_at=now)
+    data = manifest.to_json()
+    store.put(manifest_key(day), data, sha256_hex(data))
+    return _from_manifest(result, manifest)
+
+
+def _export_unit(exporter: Exporter, store: ObjectStore, day: date, unit: Unit, max_object_bytes: int, level: int,
+                 result: DayResult) -> list[ObjectEntry]:
+    writer = PartWriter(max_object_bytes, level)
+    entries: list[ObjectEntry] = []
+
+    def flush(part: Part | None) -> None:
+        if part is None:
+            return
+        key = object_key(day, unit, len(entries))
+        if upload_part(store, key, part):
+            result.reused += 1
+        entries.append(ObjectEntry(
+            key=key[len(day_prefix(day)):], unit=unit.name, events=part.events, bytes=len(part.data),
+            uncompressed_bytes=part.uncompressed_bytes, sha256=part.sha256, min_ts_ns=part.min_ts_ns,
+            max_ts_ns=part.max_ts_ns, query=unit.query))
+
+    for ts, line in exporter.lines(unit, day):
+        flush(writer.add(line, ts))
+    flush(writer.finish())
+    return entries
+
+
+def _from_manifest(result: DayResult, manifest: Any) -> DayResult:
+    result.events = manifest.events
+    result.objects = len(manifest.objects)
+    result.bytes = manifest.bytes
+    result.uncompressed_bytes = manifest.uncompressed_bytes
+    return result

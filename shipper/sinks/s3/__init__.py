@@ -1,0 +1,1 @@
+"""The ``s3`` sink: archive at ingest, as gzip NDJSON objects partitioned by day, hour and node."""

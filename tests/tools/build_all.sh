@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Builds (or finds in the cache) every validator tool the deploy tests use, so a test run does not
+# spend its first minutes compiling. Prints one "name path" line per tool.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+for tool in kubeconform kustomize promtool amtool; do
+  echo "$tool $(bash "$here/build_go_tool.sh" "$tool")"
+done
+echo "pyvrl $(bash "$here/fetch_pyvrl.sh")"
