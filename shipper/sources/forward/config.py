@@ -41,6 +41,12 @@ class ForwardSourceConfig(BaseModel):
         description="Largest frame (and decompressed payload) accepted; a larger one closes the connection.",
     )
     max_connections: int = Field(default=1024, ge=1, description="Open connections beyond this are refused.")
+    max_buffered_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Bytes of unfinished frames held across all connections. Past it, a connection in the "
+        "middle of a frame is closed (its client resends) and the others wait, so memory stays bounded.",
+    )
     keepalive: bool = Field(
         default=True, description="Tell clients in the HELO that they may keep connections open."
     )

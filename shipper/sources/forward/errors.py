@@ -15,6 +15,7 @@ BAD_ENTRY = "bad_entry"
 BAD_TIME = "bad_time"
 BAD_RECORD = "bad_record"
 AUTH_FAILED = "auth_failed"
+OVERLOADED = "overloaded"
 
 
 class ForwardDecodeError(ShipperError, ValueError):

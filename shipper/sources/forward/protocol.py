@@ -45,6 +45,10 @@ class ForwardMessage:
     skipped: list[str] = field(default_factory=list)
 
 
+UNPACKER_BUFFER_BYTES = 1024 * 1024
+"""msgpack's Unpacker allocates a buffer of at least this size, whatever its limits."""
+
+
 def _unpacker(max_buffer_size: int) -> msgpack.Unpacker:
     # surrogateescape keeps a PackedForward payload sent as msgpack ``str`` byte-exact; strings
     # in records are repaired to U+FFFD later, only when they need it.
@@ -61,9 +65,20 @@ class FrameDecoder:
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         self.max_frame_bytes = max_frame_bytes
-        self._unpacker = _unpacker(max_frame_bytes + _FEED_SLICE)
+        self._unpacker: msgpack.Unpacker | None = None
         self._fed = 0
         self._frame_start = 0
+
+    def release(self) -> None:
+        """Drop the unpacker between frames: it holds at least 1 MiB, an idle connection none."""
+        if self.pending_bytes == 0:
+            self._unpacker = None
+            self._fed = self._frame_start = 0
+
+    @property
+    def held_bytes(self) -> int:
+        """Memory this decoder holds: its unpacker's buffer (1 MiB at least) while one exists."""
+        return 0 if self._unpacker is None else max(UNPACKER_BUFFER_BYTES, self.pending_bytes)
 
     @property
     def pending_bytes(self) -> int:
@@ -73,6 +88,8 @@ class FrameDecoder:
     def feed(self, data: bytes) -> Iterator[Any]:
         """Yield every frame completed by ``data``; raise :class:`ForwardDecodeError` on bad input."""
         view = memoryview(data)
+        if self._unpacker is None:
+            self._unpacker = _unpacker(self.max_frame_bytes + _FEED_SLICE)
         for start in range(0, len(view), _FEED_SLICE):
             part = view[start : start + _FEED_SLICE]
             try:
@@ -84,6 +101,7 @@ class FrameDecoder:
 
     def _frames(self) -> Iterator[Any]:
         unpacker = self._unpacker
+        assert unpacker is not None
         while True:
             try:
                 frame = next(unpacker)

@@ -19,7 +19,7 @@ from shipper.event import Event
 from shipper.metrics import BYTES_RECEIVED, EVENTS_RECEIVED, FORWARD_CONNECTIONS, INPUT_ERRORS
 from shipper.sources.base import Deliver
 from shipper.sources.forward.config import ForwardSourceConfig, parse_address
-from shipper.sources.forward.errors import AUTH_FAILED, TRUNCATED, ForwardDecodeError
+from shipper.sources.forward.errors import AUTH_FAILED, OVERLOADED, TRUNCATED, ForwardDecodeError
 from shipper.sources.forward.handshake import answer_ping, encode_helo, new_nonce
 from shipper.sources.forward.protocol import FrameDecoder, decode_message, encode_ack
 
@@ -34,6 +34,7 @@ class _Connection:
     peer: str
     in_flight: bool = False
     nonce: bytes | None = None  # set until the client's PING passed
+    pending: int = 0  # memory held for an unfinished frame (decoder buffer included)
 
 
 class ForwardSource:
@@ -50,6 +51,8 @@ class ForwardSource:
         self._events_received = EVENTS_RECEIVED.labels(name)
         self._bytes_received = BYTES_RECEIVED.labels(name)
         self._open_connections = FORWARD_CONNECTIONS.labels(name)
+        self._buffered = 0  # sum of every connection's ``pending``
+        self._budget = asyncio.Condition()
 
     async def start(self) -> None:
         """Bind and start accepting; afterwards ``self.port`` is the bound port (even for port 0)."""
@@ -100,6 +103,7 @@ class ForwardSource:
         except Exception:
             log.exception("forward source %r: unexpected error on connection from %s", self.name, peer)
         finally:
+            self._set_pending(conn, 0)
             self._connections.discard(conn)
             self._open_connections.dec()
             writer.close()
@@ -116,6 +120,11 @@ class ForwardSource:
             writer.write(encode_helo(conn.nonce, cfg.keepalive))
             await writer.drain()
         while not self._stopping:
+            if self._buffered > cfg.max_buffered_bytes and conn.pending == 0:
+                # Others hold the budget: wait for them before taking more from this client.
+                async with self._budget:
+                    await self._budget.wait_for(
+                        lambda: self._stopping or self._buffered <= cfg.max_buffered_bytes)
             if cfg.idle_timeout_secs is None:
                 data = await reader.read(_READ_BYTES)
             else:
@@ -128,6 +137,12 @@ class ForwardSource:
                 return
             self._bytes_received.inc(len(data))
             events, acks, error = self._decode(conn, writer, decoder, data)
+            decoder.release()
+            self._set_pending(conn, decoder.held_bytes)
+            if error is None and conn.pending and self._buffered > cfg.max_buffered_bytes:
+                error = ForwardDecodeError(
+                    OVERLOADED, f"{self._buffered} bytes of unfinished frames held, max_buffered_bytes="
+                    f"{cfg.max_buffered_bytes}; closing so the client resends")
             # Frames that decoded before a bad one are still delivered and acknowledged.
             if (events or acks) and not await self._deliver_and_ack(conn, writer, events, acks):
                 return
@@ -135,6 +150,17 @@ class ForwardSource:
                 self._reject(conn, error)
                 return
             await writer.drain()
+
+    def _set_pending(self, conn: _Connection, pending: int) -> None:
+        self._buffered += pending - conn.pending
+        freed = pending < conn.pending
+        conn.pending = pending
+        if freed:
+            asyncio.get_running_loop().create_task(self._notify_budget())
+
+    async def _notify_budget(self) -> None:
+        async with self._budget:
+            self._budget.notify_all()
 
     def _decode(
         self, conn: _Connection, writer: asyncio.StreamWriter, decoder: FrameDecoder, data: bytes
@@ -159,7 +185,9 @@ class ForwardSource:
                 if msg.chunk is not None:
                     acks.append(msg.chunk)
         except ForwardDecodeError as exc:
-            return events, acks, exc
+            # Drop the traceback: it references the decoder's frames (and its 1 MiB buffer), a
+            # cycle that would otherwise live until the garbage collector runs.
+            return events, acks, exc.with_traceback(None)
         return events, acks, None
 
     async def _deliver_and_ack(
