@@ -18,7 +18,7 @@ from ._config import configure, dict_config
 from ._console import ConsoleFormatter
 from ._context import bind, bind_user, clear_context, context, get_context, unbind
 from ._formatter import JsonFormatter
-from ._redact import REDACTED
+from ._redact import REDACTED, Redactor
 from ._schema import schema
 from ._trace import set_span_source
 
@@ -26,6 +26,7 @@ __all__ = [
     "REDACTED",
     "ConsoleFormatter",
     "JsonFormatter",
+    "Redactor",
     "bind",
     "bind_user",
     "clear_context",

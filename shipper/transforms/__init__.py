@@ -50,7 +50,7 @@ def _filter(cfg: FilterConfig) -> Transform:
 
 
 def _redact(cfg: RedactConfig) -> Transform:
-    from logging_config._redact import Redactor
+    from logging_config import Redactor
 
     redactor = Redactor(extra_keys=cfg.keys)
 
