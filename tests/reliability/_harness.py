@@ -73,6 +73,8 @@ class Shipper:
         import urllib.request
 
         def ready() -> bool:
+            if self.proc is None or self.proc.poll() is not None:
+                raise AssertionError(f"shipper exited: {self.log.read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as r:
                     return r.status == 200

@@ -38,8 +38,9 @@ class SteadyWriter(threading.Thread):
             due = min(self.total, int((time.time() - start) * self.rate) + 1)
             while self.written < due:
                 ts = time.time()
-                rec = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z",
-                       "level": "INFO", "logger": "crash", "message": "numbered", "service": "crash", "n": self.written}
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+                rec = {"timestamp": stamp, "level": "INFO", "logger": "crash", "message": "numbered",
+                       "service": "crash", "n": self.written}
                 line = b"2025-01-01T00:00:00.000000000Z stdout F " + orjson.dumps(rec) + b"\n"
                 f.write(line.decode())
                 size += len(line)
@@ -72,7 +73,8 @@ sources:
 transforms:
   tag: {{type: add_fields, inputs: [app], fields: {{run: "{run}"}}}}
 sinks:
-  loki: {{type: loki, inputs: [tag], endpoint: "{loki.url}", labels: {{service: "{{{{ service }}}}", run: "{{{{ run }}}}"}},
+  loki: {{type: loki, inputs: [tag], endpoint: "{loki.url}",
+          labels: {{service: "{{{{ service }}}}", run: "{{{{ run }}}}"}},
           batch: {{max_events: 1000, timeout_secs: 0.2}}}}
   es: {{type: elasticsearch, inputs: [app], endpoint: "{es.url}", index: "{index}-%Y.%m.%d",
         batch: {{max_events: 1000, timeout_secs: 0.2}}}}

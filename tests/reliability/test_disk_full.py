@@ -68,9 +68,9 @@ sinks:
             await asyncio.sleep(0.05)
         assert metrics.REGISTRY.get_sample_value("ecvi_shipper_buffer_blocked", {"sink": "gate"}) == 1
         src = topo.sources["app"]
-        offset = [t.offset for t in src.tailers.values()][0]
+        offset = next(t.offset for t in src.tailers.values())
         await asyncio.sleep(0.5)
-        assert [t.offset for t in src.tailers.values()][0] == offset  # reading paused
+        assert next(t.offset for t in src.tailers.values()) == offset  # reading paused
         GateSink.gate_open = True  # space comes back as the sink delivers
         for _ in range(1200):
             if len(GateSink.accepted) >= total:
