@@ -27,15 +27,16 @@ from bench._records import cri_lines
 
 SINKS = {
     "file": 'out: {{type: file, inputs: [app], path: "{work}/out/out.ndjson", '
-            "batch: {{max_events: 5000, max_bytes: 4194304}}}}",
+            "batch: {{max_events: 5000, max_bytes: 4194304}}, buffer: {{max_bytes: {buffer}}}}}",
     "capture": 'loki: {{type: loki, inputs: [app], endpoint: "{url}", healthcheck: false, '
                'labels: {{service: "{{{{ service }}}}", level: "{{{{ level }}}}"}}, '
-               "batch: {{max_events: 5000, max_bytes: 4194304}}}}",
+               "batch: {{max_events: 5000, max_bytes: 4194304}}, buffer: {{max_bytes: {buffer}}}}}",
     "loki": 'loki: {{type: loki, inputs: [app], endpoint: "{url}", '
             'labels: {{service: "{{{{ service }}}}", level: "{{{{ level }}}}"}}, '
-            "batch: {{max_events: 5000, max_bytes: 4194304}}}}",
+            "batch: {{max_events: 5000, max_bytes: 4194304}}, buffer: {{max_bytes: {buffer}}}}}",
     "elasticsearch": 'es: {{type: elasticsearch, inputs: [app], endpoint: "{url}", '
-                     "batch: {{max_events: 5000, max_bytes: 8388608}}, request: {{concurrency: 2}}}}",
+                     "batch: {{max_events: 5000, max_bytes: 8388608}}, request: {{concurrency: 2}}, "
+                     "buffer: {{max_bytes: {buffer}}}}}",
 }
 
 
@@ -94,8 +95,7 @@ def run(target: str, events: int, url: str | None, work: Path, buffer_bytes: int
     cfg.write_text(
         f"data_dir: {work}/data\napi: {{address: {api}}}\n"
         f'sources:\n  app: {{type: file, include: ["{logs}/*.log"], format: cri}}\n'
-        f"sinks:\n  {SINKS[target].format(work=work, url=url)}\n"
-        .replace("}}\n", f", buffer: {{max_bytes: {buffer_bytes}}}}}\n", 1)
+        f"sinks:\n  {SINKS[target].format(work=work, url=url, buffer=buffer_bytes)}\n"
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "shipper.cli", "ship", "--config", str(cfg), "--log-level", "WARNING"],
