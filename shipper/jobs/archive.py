@@ -62,9 +62,14 @@ class DayResult:
     seconds: float = 0.0
     error: str = ""
     problems: list[str] = field(default_factory=list)
+    backend: str = ""
+    archive: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+        out: dict[str, Any] = {"backend": self.backend} if self.backend else {}
+        if self.archive:
+            out["archive"] = self.archive
+        out |= {
             "day": self.day.isoformat(), "status": self.status, "events": self.events, "objects": self.objects,
             "reused_objects": self.reused, "bytes": self.bytes, "uncompressed_bytes": self.uncompressed_bytes,
             "seconds": round(self.seconds, 3),
@@ -160,6 +165,10 @@ def _archive_day(exporter: Exporter, store: ObjectStore, day: date, now: datetim
     manifest = build_manifest(day, "export", exporter.source(), entries, created_at=now)
     data = manifest.to_json()
     store.put(manifest_key(day), data, sha256_hex(data))
+    check = verify_day(store, day, deep=False)  # read back: the store holds what the manifest says
+    if not check.ok:
+        return DayResult(day, "failed", error="the archive written does not read back as written",
+                         problems=[str(p) for p in check.problems])
     return _from_manifest(result, manifest)
 
 

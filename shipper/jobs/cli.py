@@ -32,7 +32,7 @@ from shipper.jobs.retention import elasticsearch as es_retention
 from shipper.jobs.retention import loki as loki_retention
 from shipper.jobs.retention.report import Finding
 from shipper.jobs.storage.base import LockSettings, ObjectStore, open_store
-from shipper.jobs.verify import VerifyReport, verify_day
+from shipper.jobs.verify import VerifyReport, read_manifest, verify_day
 
 F = TypeVar("F", bound=Callable[..., Any])
 BACKENDS = ("loki", "elasticsearch", "cloudwatch")
@@ -135,23 +135,31 @@ def _open(url: str, *, region: str | None, s3_endpoint: str | None, profile: str
 
 
 def _exporter(backend: str, config: ShipperConfig | None, kw: dict[str, Any], *, selectors: tuple[str, ...] = (),
-              page_size: int | None = None) -> Exporter:
+              page_size: int | None = None, recorded: dict[str, Any] | None = None) -> Exporter:
+    """The backend's exporter from flags, then the config's sink; ``recorded`` (a manifest's source)
+    fills in what a check of that archive must reuse: the selectors, tenant, index pattern, prefix."""
+    rec = recorded if recorded and recorded.get("backend") == backend else {}
+    has_sink = pick_sink(config, backend, kw["sink_name"]) is not None
     if backend == "loki":
         from shipper.jobs.exporters.loki import MAX_LIMIT, LokiExporter
 
-        ls = loki_settings(config, url=kw["loki_url"], tenant=kw["tenant"], selectors=selectors,
-                           sink_name=kw["sink_name"])
+        ls = loki_settings(config, url=kw["loki_url"] or (None if has_sink else rec.get("endpoint")),
+                           tenant=kw["tenant"] or rec.get("tenant"),
+                           selectors=selectors or tuple(rec.get("selectors") or ()), sink_name=kw["sink_name"])
         size = page_size or MAX_LIMIT
         return LokiExporter(ls.http, selectors=ls.selectors, tenant=ls.tenant, page_size=size,
                             max_page_size=max(size, MAX_LIMIT))
     if backend == "elasticsearch":
         from shipper.jobs.exporters.elasticsearch import PAGE_SIZE, ElasticsearchExporter
 
-        es = es_settings(config, url=kw["es_url"], index=kw["index"], sink_name=kw["sink_name"])
-        return ElasticsearchExporter(es.http, pattern=es.sink.index_pattern, page_size=page_size or PAGE_SIZE)
+        es = es_settings(config, url=kw["es_url"] or (None if has_sink else rec.get("endpoint")), index=kw["index"],
+                         sink_name=kw["sink_name"])
+        pattern = rec["pattern"] if rec.get("pattern") and not kw["index"] else es.sink.index_pattern
+        return ElasticsearchExporter(es.http, pattern=pattern, page_size=page_size or PAGE_SIZE)
     from shipper.jobs.exporters.cloudwatch import CloudWatchExporter
 
-    cw = cloudwatch_settings(config, prefix=kw["cw_prefix"], region=kw["region"], endpoint=kw["aws_endpoint"],
+    cw = cloudwatch_settings(config, prefix=kw["cw_prefix"] or rec.get("group_prefix"),
+                             region=kw["region"] or rec.get("region"), endpoint=kw["aws_endpoint"],
                              profile=kw["profile"], sink_name=kw["sink_name"])
     return CloudWatchExporter(cw.client, prefix=cw.prefix, region=cw.region)
 
@@ -225,9 +233,11 @@ def archive() -> None:
 
 @archive.command("run")
 @_config_option
-@click.option("--backend", required=True, type=click.Choice(BACKENDS), help="Where the days are read from.")
+@click.option("--backend", type=click.Choice(BACKENDS), default=None,
+              help="Where the days are read from, archived to --to itself. Default: every backend of the "
+                   "config, each to <--to>/<backend>.")
 @_days_options
-@click.option("--to", "to_url", required=True, help="Archive root: s3://bucket/prefix or file:///dir.")
+@click.option("--to", "to_url", required=True, help="Archive location: s3://bucket/prefix or file:///dir.")
 @_endpoint_options
 @_store_options
 @click.option("--selector", "selectors", multiple=True,
@@ -244,34 +254,47 @@ def archive() -> None:
 @click.option("--force", is_flag=True, help="Export days again even if archived, or past the backend's retention.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @_job_command
-def archive_run(config_path: str | None, backend: str, day_text: str | None, older_than: str | None, lookback: int,
+def archive_run(config_path: str | None, backend: str | None, day_text: str | None, older_than: str | None,
+                lookback: int,
                 to_url: str, s3_endpoint: str | None, selectors: tuple[str, ...], page_size: int | None,
                 max_object_mib: int, object_lock: str | None, lock_days: int | None, retention_days: int,
                 force: bool, as_json: bool, **kw: Any) -> None:
     """Export each UTC day from a backend as gzip NDJSON objects plus a manifest.json.
 
     Days already archived (manifest present and objects intact) are skipped; a run after a crash
-    picks up where it stopped. Run it daily with --older-than 29d, ahead of a 30-day retention.
+    picks up where it stopped. Each day's manifest is read back and every object's size and SHA-256
+    checked before the day counts as archived. Run it daily with --older-than 29d, ahead of a 30-day
+    retention.
     """
     if (object_lock is None) != (lock_days is None):
         raise click.UsageError("--object-lock and --lock-days go together")
     days = _selected_days(day_text, older_than, lookback)
     config = _load(config_path)
+    if backend:
+        targets = [(backend, to_url)]
+    else:
+        kinds = {s.type for s in config.sinks.values()} if config else set()
+        targets = [(b, to_url.rstrip("/") + "/" + b) for b in BACKENDS if b in kinds]
+        if not targets:
+            raise click.UsageError("no backend: pass --backend, or a --config with a loki, elasticsearch or "
+                                   "cloudwatch sink")
     lock = LockSettings(object_lock, lock_days) if object_lock and lock_days else None  # type: ignore[arg-type]
-    store = _open(to_url, region=kw["region"], s3_endpoint=s3_endpoint, profile=kw["profile"], lock=lock)
-    exporter = _exporter(backend, config, kw, selectors=selectors, page_size=page_size)
     results = []
-    try:
-        for day in days:
-            result = archive_day(exporter, store, day, now=utcnow(), retention=timedelta(days=retention_days),
-                                 max_object_bytes=max_object_mib * 1048576, force=force, progress=_Bar())
-            results.append(result)
-            if not as_json:
-                click.echo(_day_line(result))
-    finally:
-        exporter.close()
-        store.close()
-    doc = _summary("archive run", results, backend=backend, archive=store.url, source=exporter.source())
+    for name, url in targets:
+        store = _open(url, region=kw["region"], s3_endpoint=s3_endpoint, profile=kw["profile"], lock=lock)
+        exporter = _exporter(name, config, kw, selectors=selectors, page_size=page_size)
+        try:
+            for day in days:
+                result = archive_day(exporter, store, day, now=utcnow(), retention=timedelta(days=retention_days),
+                                     max_object_bytes=max_object_mib * 1048576, force=force, progress=_Bar())
+                result.backend, result.archive = name, store.url
+                results.append(result)
+                if not as_json:
+                    click.echo(("" if backend else f"{name} → {store.url}: ") + _day_line(result))
+        finally:
+            exporter.close()
+            store.close()
+    doc = _summary("archive run", results)
     if as_json:
         _emit(True, doc, [])
     elif doc["events_per_second"]:
@@ -320,7 +343,8 @@ def archive_seal(day_text: str | None, older_than: str | None, lookback: int, to
 @click.option("--day", "day_text", required=True, metavar="YYYY-MM-DD", help="The UTC day to check.")
 @click.option("--from", "from_url", required=True, help="Archive root: s3://bucket/prefix or file:///dir.")
 @click.option("--backend", type=click.Choice(BACKENDS), default=None,
-              help="Also compare counts with this backend (while it still holds the day).")
+              help="Also compare counts with this backend (while it still holds the day); the archive's "
+                   "recorded selectors, index pattern or log group prefix are used unless given.")
 @_endpoint_options
 @_store_options
 @click.option("--selector", "selectors", multiple=True, help="Loki stream selector (as for archive run).")
@@ -336,7 +360,14 @@ def archive_verify(config_path: str | None, day_text: str, from_url: str, backen
     """
     day = parse_day(day_text)
     store = _open(from_url, region=kw["region"], s3_endpoint=s3_endpoint, profile=kw["profile"])
-    exporter = _exporter(backend, _load(config_path), kw, selectors=selectors) if backend else None
+    exporter = None
+    if backend:
+        try:
+            manifest = read_manifest(store, day)
+        except JobError:
+            manifest = None  # verify_day reports it
+        exporter = _exporter(backend, _load(config_path), kw, selectors=selectors,
+                             recorded=manifest.source if manifest else None)
     try:
         report = verify_day(store, day, deep=not quick, exporter=exporter)
     finally:
@@ -506,7 +537,8 @@ def retention_apply(config_path: str | None, backends: tuple[str, ...], days: in
                     stream_specs: tuple[str, ...], as_json: bool, dry_run: bool, **kw: Any) -> None:
     """Install the retention of --days on each backend.
 
-    Loki: writes compactor/limits settings into --loki-config (or prints them; restart Loki after).
+    Loki: writes compactor/limits settings into --loki-config (or prints them; restart Loki after),
+    and reports drift of the running Loki's /config when its URL is known.
     Elasticsearch: ILM policy + index template (without ILM: the template; use `enforce`).
     CloudWatch Logs: PutRetentionPolicy on every group under the prefix.
     """
@@ -516,6 +548,13 @@ def retention_apply(config_path: str | None, backends: tuple[str, ...], days: in
         for backend in _backends(backends, config, kw, loki_config):
             if backend == "loki":
                 findings += _apply_loki(days, streams, loki_config, dry_run, as_json)
+                if loki_config is None and (kw["loki_url"] or pick_sink(config, "loki", kw["sink_name"])):
+                    # Loki takes retention from its config file only: report what the running one uses.
+                    ls = loki_settings(config, url=kw["loki_url"], tenant=kw["tenant"], sink_name=kw["sink_name"])
+                    try:
+                        findings += loki_retention.check_running(ls.http, days, streams)
+                    finally:
+                        ls.http.close()
             elif backend == "elasticsearch":
                 es = es_settings(config, url=kw["es_url"], index=kw["index"], sink_name=kw["sink_name"])
                 try:
@@ -534,7 +573,7 @@ def _apply_loki(days: int, streams: list[loki_retention.StreamRetention], loki_c
     if loki_config is None:
         text = yaml.safe_dump(settings, sort_keys=False)
         if not as_json:
-            click.echo("# Merge into the Loki config, then restart Loki:\n" + text)
+            click.echo("# Loki's retention settings (merge into its config, or pass --loki-config):\n" + text)
         return [Finding("loki", "(no --loki-config)", "retention settings", loki_retention.hours(days), "printed", True,
                         action="printed", note="merge them into the Loki config and restart Loki")]
     path = Path(loki_config)
@@ -574,7 +613,7 @@ def retention_check(config_path: str | None, backends: tuple[str, ...], days: in
                 if loki_config:
                     current = yaml.safe_load(Path(loki_config).read_text(encoding="utf-8")) or {}
                     findings += loki_retention.check_config(current, days, streams, loki_config)
-                if kw["loki_url"] or pick_sink(config, "loki", kw["sink_name"]) is not None:
+                if kw["loki_url"] or pick_sink(config, "loki", kw["sink_name"]) is not None or not loki_config:
                     ls = loki_settings(config, url=kw["loki_url"], tenant=kw["tenant"], sink_name=kw["sink_name"])
                     try:
                         findings += loki_retention.check_running(ls.http, days, streams)

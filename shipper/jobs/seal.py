@@ -18,7 +18,7 @@ from shipper.jobs.errors import ArchiveConflict, JobError
 from shipper.jobs.manifest import ObjectEntry, build_manifest, day_prefix, manifest_key
 from shipper.jobs.objects import OBJECT_SUFFIX, scan_object, sha256_hex
 from shipper.jobs.storage.base import ObjectStore
-from shipper.jobs.verify import read_manifest
+from shipper.jobs.verify import read_manifest, verify_day
 
 INGEST_SOURCE: dict[str, Any] = {"backend": "ingest", "writer": "s3 sink"}
 
@@ -72,5 +72,9 @@ def _seal_day(store: ObjectStore, day: date, now: datetime, force: bool) -> DayR
     manifest = build_manifest(day, "ingest", INGEST_SOURCE, entries, created_at=now)
     body = manifest.to_json()
     store.put(manifest_key(day), body, sha256_hex(body))
+    check = verify_day(store, day, deep=False)
+    if not check.ok:
+        return DayResult(day, "failed", error="the manifest written does not read back as written",
+                         problems=[str(p) for p in check.problems])
     return DayResult(day, "sealed", events=manifest.events, objects=len(entries), bytes=manifest.bytes,
                      uncompressed_bytes=manifest.uncompressed_bytes)

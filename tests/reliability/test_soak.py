@@ -53,7 +53,8 @@ sources:
 transforms:
   tag: {{type: add_fields, inputs: [app], fields: {{run: "{run}"}}}}
 sinks:
-  loki: {{type: loki, inputs: [tag], endpoint: "{loki.url}", labels: {{service: "{{{{ service }}}}", run: "{{{{ run }}}}"}}}}
+  loki: {{type: loki, inputs: [tag], endpoint: "{loki.url}",
+          labels: {{service: "{{{{ service }}}}", run: "{{{{ run }}}}"}}}}
   es: {{type: elasticsearch, inputs: [app], endpoint: "{es.url}", index: "{index}-%Y.%m.%d"}}
   out: {{type: file, inputs: [app], path: "{out}/out.ndjson"}}
 """)

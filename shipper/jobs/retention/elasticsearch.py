@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import orjson
 
+from shipper.jobs.errors import JobError
 from shipper.jobs.exporters.base import unit_name
 from shipper.jobs.http import JobHttp, body_excerpt
 from shipper.jobs.retention.loki import parse_duration
@@ -206,6 +207,9 @@ def check(http: JobHttp, target: EsRetentionTarget, days: int, *, now: datetime)
 def enforce(http: JobHttp, target: EsRetentionTarget, days: int, store: ObjectStore, *, now: datetime,
             dry_run: bool = False) -> list[Finding]:
     """Delete daily indices older than ``days`` whose day is archived and verifies; keep the rest."""
+    if "%" not in target.index or target.data_stream:
+        raise JobError(f"retention enforce deletes daily indices (an index name with strftime fields such as "
+                       f"ecvi-logs-%Y.%m.%d), not {target.index!r}: a data stream needs ILM")
     out: list[Finding] = []
     cutoff = now.date() - timedelta(days=days)
     old = [r for r in _daily_indices(http, target) if r[1] < cutoff]
