@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterator
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -101,10 +102,9 @@ class FileSource:
         log.info("%s: rotated or removed; reading the old file to its end", t.path)
         self._adopt_rotated_siblings(t.path)
 
-    def _adopt_rotated_siblings(self, path: str) -> None:
-        """Files rotated in and out between two scans (``app.log.1``, ``app.log.2`` ...): a file
-        named after ``path`` that was renamed since the previous scan and that we never read is
-        read from its start (or its checkpoint), so fast rotation loses nothing."""
+    def _rotated_names(self, path: str) -> Iterator[tuple[str, os.stat_result]]:
+        """Files beside ``path`` named after it (``app.log.1``, ``0.log.20250101-...``), uncompressed
+        and not excluded, with their stat."""
         directory, base = os.path.split(path)
         try:
             names = os.listdir(directory or ".")
@@ -117,9 +117,15 @@ class FileSource:
             if any(fnmatch(candidate, ex) for ex in self.cfg.exclude):
                 continue
             try:
-                st = os.stat(candidate)
+                yield candidate, os.stat(candidate)
             except OSError:
                 continue
+
+    def _adopt_rotated_siblings(self, path: str) -> None:
+        """Files rotated in and out between two scans (``app.log.1``, ``app.log.2`` ...): a file
+        named after ``path`` that was renamed since the previous scan and that we never read is
+        read from its start (or its checkpoint), so fast rotation loses nothing."""
+        for candidate, st in self._rotated_names(path):
             key = f"{st.st_dev}:{st.st_ino}"
             if key in self.tailers or st.st_ctime < self._prev_scan_wall - 1.0:
                 continue
@@ -134,19 +140,7 @@ class FileSource:
             if key in self.tailers or entry.get("closed"):
                 continue
             path = entry["path"]
-            directory, base = os.path.split(path)
-            try:
-                names = os.listdir(directory or ".")
-            except OSError:
-                continue
-            for n in names:
-                if not n.startswith(base) or n == base:
-                    continue
-                candidate = os.path.join(directory, n)
-                try:
-                    st = os.stat(candidate)
-                except OSError:
-                    continue
+            for candidate, st in self._rotated_names(path):
                 if f"{st.st_dev}:{st.st_ino}" == key:
                     log.info("%s: resuming rotated file %s from offset %d", path, candidate, entry["offset"])
                     self._open(path, st.st_dev, st.st_ino, rotated=True, real_path=candidate)
