@@ -255,10 +255,9 @@ def archive() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @_job_command
 def archive_run(config_path: str | None, backend: str | None, day_text: str | None, older_than: str | None,
-                lookback: int,
-                to_url: str, s3_endpoint: str | None, selectors: tuple[str, ...], page_size: int | None,
-                max_object_mib: int, object_lock: str | None, lock_days: int | None, retention_days: int,
-                force: bool, as_json: bool, **kw: Any) -> None:
+                lookback: int, to_url: str, s3_endpoint: str | None, selectors: tuple[str, ...],
+                page_size: int | None, max_object_mib: int, object_lock: str | None, lock_days: int | None,
+                retention_days: int, force: bool, as_json: bool, **kw: Any) -> None:
     """Export each UTC day from a backend as gzip NDJSON objects plus a manifest.json.
 
     Days already archived (manifest present and objects intact) are skipped; a run after a crash

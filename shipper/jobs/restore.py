@@ -186,7 +186,10 @@ class _Replayer:
         """Deliver one object's events (in order)."""
         by_names: dict[Any, list[dict[str, Any]]] = {}
         for rec in records:
-            names = tuple(sorted(rec["labels"])) if self.kind == "loki" and "labels" in rec else None
+            names = None
+            if self.kind == "loki" and "labels" in rec:
+                # Names starting with "__" are Loki's own (__stream_shard__): it sets them again itself.
+                names = tuple(sorted(n for n in rec["labels"] if not n.startswith("__")))
             by_names.setdefault(names, []).append(rec)
         groups: dict[Any, list[Event]] = {}
         for names, recs in by_names.items():

@@ -30,6 +30,7 @@ def _groups(client: CloudWatchLogsClient, prefix: str) -> list[tuple[str, int | 
 
 def check(client: CloudWatchLogsClient, prefix: str, days: int) -> list[Finding]:
     """One finding per log group under ``prefix``: its ``retentionInDays`` (unset: never expires)."""
+    check_days(days)
     return [Finding("cloudwatch", name, "retentionInDays", str(days), "never expire" if actual is None else str(actual),
                     actual == days) for name, actual in _groups(client, prefix)]
 
