@@ -134,13 +134,15 @@ def demo(workdir: str, api_address: str) -> None:
     run_demo(Path(workdir), api_address)
 
 
-def _attach_optional_groups() -> None:
+def _attach_groups() -> None:
     from pipelines.cli import render
+    from shipper.jobs.cli import archive, retention
 
-    main.add_command(render)
+    for group in (retention, archive, render):
+        main.add_command(group)
 
 
-_attach_optional_groups()
+_attach_groups()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

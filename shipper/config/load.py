@@ -77,7 +77,7 @@ def _without_union_tag(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return loc
 
 
-_TAGS = {"file", "forward", "loki", "elasticsearch", "cloudwatch", "add_fields", "filter", "redact"}
+_TAGS = {"file", "forward", "loki", "elasticsearch", "cloudwatch", "s3", "add_fields", "filter", "redact"}
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> ShipperConfig:

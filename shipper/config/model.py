@@ -11,6 +11,7 @@ from shipper.sinks.cloudwatch.config import CloudWatchSinkConfig
 from shipper.sinks.elasticsearch.config import ElasticsearchSinkConfig
 from shipper.sinks.file.config import FileSinkConfig
 from shipper.sinks.loki.config import LokiSinkConfig
+from shipper.sinks.s3.config import S3SinkConfig
 from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.forward.config import ForwardSourceConfig
 from shipper.transforms.config import AddFieldsConfig, FilterConfig, RedactConfig
@@ -18,7 +19,7 @@ from shipper.transforms.config import AddFieldsConfig, FilterConfig, RedactConfi
 SourceConfig = Annotated[FileSourceConfig | ForwardSourceConfig, Field(discriminator="type")]
 TransformConfig = Annotated[AddFieldsConfig | FilterConfig | RedactConfig, Field(discriminator="type")]
 SinkConfig = Annotated[
-    LokiSinkConfig | ElasticsearchSinkConfig | CloudWatchSinkConfig | FileSinkConfig,
+    LokiSinkConfig | ElasticsearchSinkConfig | CloudWatchSinkConfig | FileSinkConfig | S3SinkConfig,
     Field(discriminator="type"),
 ]
 

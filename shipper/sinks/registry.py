@@ -11,6 +11,7 @@ _IMPLEMENTATIONS = {
     "loki": "shipper.sinks.loki.sink:LokiSink",
     "elasticsearch": "shipper.sinks.elasticsearch.sink:ElasticsearchSink",
     "cloudwatch": "shipper.sinks.cloudwatch.sink:CloudWatchSink",
+    "s3": "shipper.sinks.s3.sink:S3Sink",
 }
 
 

@@ -45,9 +45,9 @@ class EsRetentionTarget:
     priority: int = 200
     data_stream: bool = False
 
-    @property
-    def policy_name(self) -> str:
-        return f"{self.template_name}-retention"
+    def policy_name(self, days: int) -> str:
+        """``ecvi-logs-30d``: the name ``deploy/elasticsearch`` installs the 30-day policy under."""
+        return f"{self.template_name}-{days}d"
 
     def day_of(self, index: str) -> date | None:
         """The day a daily index holds (None for names the strftime pattern does not produce)."""
@@ -72,16 +72,17 @@ def ilm_state(resp: httpx.Response) -> str:
     return "unavailable"
 
 
-def _template(target: EsRetentionTarget, with_ilm: bool) -> dict[str, Any]:
+def _template(target: EsRetentionTarget, policy: str | None) -> dict[str, Any]:
     return index_template(target.pattern, data_stream=target.data_stream, priority=target.priority,
-                          ilm_policy=target.policy_name if with_ilm else None)
+                          ilm_policy=policy)
 
 
 def apply(http: JobHttp, target: EsRetentionTarget, days: int, *, dry_run: bool = False) -> list[Finding]:
     """Install the ILM policy, the template, and attach the policy to existing indices."""
     out: list[Finding] = []
-    policy = ilm_policy(days, rollover=target.data_stream)
-    url = f"/_ilm/policy/{target.policy_name}"
+    body = ilm_policy(days, rollover=target.data_stream)
+    name = target.policy_name(days)
+    url = f"/_ilm/policy/{name}"
     current = http.request("GET", url, ok=(200, 400, 404, 405))
     has_ilm = ilm_state(current) != "unavailable"
     if not has_ilm:
@@ -92,12 +93,12 @@ def apply(http: JobHttp, target: EsRetentionTarget, days: int, *, dry_run: bool 
         same = actual == days
         action = "unchanged" if same else ("would install" if dry_run else "installed")
         if not same and not dry_run:
-            http.request("PUT", url, content=orjson.dumps(policy), headers=_JSON)
-        out.append(Finding("elasticsearch", target.policy_name, "ilm delete min_age", f"{days}d",
+            http.request("PUT", url, content=orjson.dumps(body), headers=_JSON)
+        out.append(Finding("elasticsearch", name, "ilm delete min_age", f"{days}d",
                            f"{actual}d" if actual is not None else "(missing)", True, action=action))
-    out.append(_install_template(http, target, has_ilm, dry_run))
+    out.append(_install_template(http, target, name if has_ilm else None, dry_run))
     if has_ilm:
-        out += _attach_policy(http, target, dry_run)
+        out += _attach_policy(http, target, name, dry_run)
     return out
 
 
@@ -122,8 +123,8 @@ def _policy_days(resp: httpx.Response) -> int | None:
     return None
 
 
-def _install_template(http: JobHttp, target: EsRetentionTarget, with_ilm: bool, dry_run: bool) -> Finding:
-    body = _template(target, with_ilm)
+def _install_template(http: JobHttp, target: EsRetentionTarget, policy: str | None, dry_run: bool) -> Finding:
+    body = _template(target, policy)
     url = f"/_index_template/{target.template_name}"
     current = http.request("GET", url, ok=(200, 404))
     actual = _template_hash(current)
@@ -137,7 +138,7 @@ def _install_template(http: JobHttp, target: EsRetentionTarget, with_ilm: bool, 
         action = "installed"
     return Finding("elasticsearch", target.template_name, "index template", want, actual or "(missing)", True,
                    action=action, note=f"patterns {body['index_patterns']}" + (
-                       f", index.lifecycle.name={target.policy_name}" if with_ilm else ""))
+                       f", index.lifecycle.name={policy}" if policy else ""))
 
 
 def _template_hash(resp: httpx.Response) -> str | None:
@@ -149,19 +150,19 @@ def _template_hash(resp: httpx.Response) -> str | None:
     return str(value) if value else None
 
 
-def _attach_policy(http: JobHttp, target: EsRetentionTarget, dry_run: bool) -> list[Finding]:
+def _attach_policy(http: JobHttp, target: EsRetentionTarget, policy: str, dry_run: bool) -> list[Finding]:
     resp = http.request("GET", f"/{target.pattern}/_settings/index.lifecycle.name",
                         params={"ignore_unavailable": "true", "allow_no_indices": "true"})
     current = {name: body.get("settings", {}).get("index", {}).get("lifecycle", {}).get("name")
                for name, body in orjson.loads(resp.content).items()}
-    missing = sorted(name for name, policy in current.items() if policy != target.policy_name)
+    missing = sorted(name for name, attached in current.items() if attached != policy)
     if not missing:
         return []
     if not dry_run:
         http.request("PUT", f"/{','.join(missing)}/_settings", headers=_JSON,
-                     content=orjson.dumps({"index": {"lifecycle": {"name": target.policy_name}}}))
+                     content=orjson.dumps({"index": {"lifecycle": {"name": policy}}}))
     return [Finding("elasticsearch", ",".join(missing[:5]) + ("..." if len(missing) > 5 else ""),
-                    "index.lifecycle.name", target.policy_name, "(unset)", True,
+                    "index.lifecycle.name", policy, "(unset)", True,
                     action="would attach" if dry_run else f"attached to {len(missing)} indices")]
 
 
@@ -182,16 +183,17 @@ def _daily_indices(http: JobHttp, target: EsRetentionTarget) -> list[tuple[str, 
 def check(http: JobHttp, target: EsRetentionTarget, days: int, *, now: datetime) -> list[Finding]:
     """Drift: the policy's delete age, the template, indices older than the policy."""
     out: list[Finding] = []
-    current = http.request("GET", f"/_ilm/policy/{target.policy_name}", ok=(200, 400, 404, 405))
+    name = target.policy_name(days)
+    current = http.request("GET", f"/_ilm/policy/{name}", ok=(200, 400, 404, 405))
     has_ilm = ilm_state(current) != "unavailable"
     if has_ilm:
         actual = _policy_days(current)
-        out.append(Finding("elasticsearch", target.policy_name, "ilm delete min_age", f"{days}d",
+        out.append(Finding("elasticsearch", name, "ilm delete min_age", f"{days}d",
                            f"{actual}d" if actual is not None else "(missing)", actual == days))
     else:
         out.append(Finding("elasticsearch", http.base_url, "ilm", "available", "unavailable", True,
                            note="retention relies on `retention enforce`"))
-    want = _template(target, has_ilm)["_meta"]["hash"]
+    want = _template(target, name if has_ilm else None)["_meta"]["hash"]
     actual_hash = _template_hash(http.request("GET", f"/_index_template/{target.template_name}", ok=(200, 404)))
     out.append(Finding("elasticsearch", target.template_name, "index template", want, actual_hash or "(missing)",
                        actual_hash == want, note="" if actual_hash == want else "run `retention apply`"))

@@ -1,0 +1,167 @@
+"""The commands, run through a click group of their own (as ``ecvi-logs`` will attach them)."""
+
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from shipper.jobs import cli as jobs_cli
+
+from ._support import ScriptedExporter, sample_units
+
+
+@pytest.fixture
+def main() -> click.Group:
+    group = click.Group("ecvi-logs")
+    for command in jobs_cli.COMMANDS:
+        group.add_command(command)
+    return group
+
+
+def run(main: click.Group, *args: str) -> Any:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobs_cli, "_exporter", lambda backend, *a, **kw: ScriptedExporter(sample_units(), backend))
+
+
+def test_help(main: click.Group) -> None:
+    out = run(main, "--help").output
+    assert "archive" in out and "retention" in out
+    assert {"run", "seal", "verify", "restore", "lifecycle"} <= set(jobs_cli.archive.commands)
+    assert {"apply", "check", "enforce"} <= set(jobs_cli.retention.commands)
+    assert "--older-than 29d" in run(main, "archive", "--help").output
+    assert "--object-lock" in run(main, "archive", "run", "--help").output
+
+
+@pytest.mark.parametrize("args", [
+    ["--day", "2025-01-15", "--older-than", "29d"],
+    [],
+    ["--day", "2025-01-15", "--object-lock", "compliance"],
+])
+def test_usage_errors(main: click.Group, tmp_path: Path, args: list[str]) -> None:
+    result = run(main, "archive", "run", "--backend", "loki", "--to", tmp_path.as_uri(), *args)
+    assert result.exit_code == 2
+
+
+def test_run_verify_tamper(main: click.Group, tmp_path: Path, scripted: None) -> None:
+    archive = tmp_path.as_uri()
+    result = run(main, "archive", "run", "--backend", "loki", "--day", "2025-01-15", "--to", archive, "--json",
+                 "--days", "3653")
+    assert result.exit_code == 0, result.output
+    summary = orjson.loads(result.output)
+    assert summary["ok"] and summary["events"] == 100 and summary["days"][0]["status"] == "archived"
+    assert summary["events_per_second"] > 0 and summary["mib_per_second"] is not None
+    again = run(main, "archive", "run", "--backend", "loki", "--day", "2025-01-15", "--to", archive)
+    assert "2025-01-15 skipped: 100 events" in again.output
+
+    ok = run(main, "archive", "verify", "--day", "2025-01-15", "--from", archive)
+    assert ok.exit_code == 0 and "2025-01-15 OK" in ok.output
+    victim = next(tmp_path.rglob("part-00000.ndjson.gz"))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle of the deflate stream
+    victim.write_bytes(bytes(data))
+    bad = run(main, "archive", "verify", "--day", "2025-01-15", "--from", archive, "--json")
+    assert bad.exit_code == 1
+    report = orjson.loads(bad.output)
+    assert not report["ok"] and any(victim.relative_to(tmp_path).as_posix() in p for p in report["problems"])
+
+
+def test_a_failed_day_exits_1(main: click.Group, tmp_path: Path) -> None:
+    result = run(main, "archive", "verify", "--day", "2025-01-15", "--from", tmp_path.as_uri())
+    assert result.exit_code == 1 and "manifest.json: missing" in result.output
+
+
+def test_seal_and_restore_to_a_file(main: click.Group, tmp_path: Path, scripted: None) -> None:
+    archive = (tmp_path / "a").as_uri()
+    run(main, "archive", "run", "--backend", "loki", "--day", "2025-01-15", "--to", archive, "--force")
+    out = tmp_path / "restored.ndjson"
+    result = run(main, "archive", "restore", "--day", "2025-01-15", "--from", archive, "--to", "file",
+                 "--path", str(out), "--data-dir", str(tmp_path / "dl"), "--json")
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.output)["delivered"] == 100
+    assert len(out.read_text().splitlines()) == 100
+    sealed = run(main, "archive", "seal", "--day", "2025-01-15", "--to", (tmp_path / "empty").as_uri())
+    assert sealed.exit_code == 0 and "sealed: 0 events" in sealed.output
+    refused = run(main, "archive", "seal", "--day", "2025-01-15", "--to", archive)
+    assert refused.exit_code == 1 and "not an archive written at ingest" in refused.output
+
+
+def test_lifecycle_needs_s3(main: click.Group, tmp_path: Path) -> None:
+    result = run(main, "archive", "lifecycle", "--to", tmp_path.as_uri(), "--expire-days", "365")
+    assert result.exit_code == 2 and "needs an s3:// archive" in result.output
+
+
+def test_retention_apply_writes_a_loki_config_then_check_agrees(main: click.Group, tmp_path: Path) -> None:
+    config = tmp_path / "loki.yaml"
+    config.write_text(yaml.safe_dump({"auth_enabled": False, "compactor": {"working_directory": "/c"},
+                                      "limits_config": {"retention_period": "0s"}}))
+    check = run(main, "retention", "check", "--backend", "loki", "--loki-config", str(config))
+    assert check.exit_code == 1 and "DRIFT loki" in check.output
+    dry = run(main, "retention", "apply", "--backend", "loki", "--loki-config", str(config), "--dry-run")
+    assert dry.exit_code == 0 and "would set" in dry.output and "0s" in config.read_text()
+    applied = run(main, "retention", "apply", "--backend", "loki", "--loki-config", str(config),
+                  "--stream-retention", '{level="debug"}=7d')
+    assert applied.exit_code == 0, applied.output
+    written = yaml.safe_load(config.read_text())
+    assert written["auth_enabled"] is False and written["limits_config"]["retention_period"] == "720h"
+    assert written["limits_config"]["retention_stream"] == [{"selector": '{level="debug"}', "priority": 1,
+                                                              "period": "168h"}]
+    assert (tmp_path / "loki.yaml.bak").exists()
+    ok = run(main, "retention", "check", "--backend", "loki", "--loki-config", str(config),
+             "--stream-retention", '{level="debug"}=7d', "--json")
+    assert ok.exit_code == 0 and orjson.loads(ok.output)["ok"]
+
+
+def test_retention_apply_prints_loki_settings_without_a_file(main: click.Group) -> None:
+    result = run(main, "retention", "apply", "--backend", "loki", "--days", "60")
+    assert result.exit_code == 0
+    assert "retention_period: 1440h" in result.output and "retention_enabled: true" in result.output
+
+
+def test_no_backend_is_a_usage_error(main: click.Group) -> None:
+    assert run(main, "retention", "check").exit_code == 2
+    nowhere = run(main, "retention", "check", "--backend", "loki")
+    assert nowhere.exit_code == 1 and "no Loki endpoint" in nowhere.output
+
+
+def test_progress_bar_only_on_a_terminal() -> None:
+    bar = jobs_cli._Bar()
+    bar.start("loki 2025-01-15", 3)
+    bar.unit_done(10)
+    bar.finish()
+    assert not bar.enabled  # pytest's stderr is not a terminal
+
+
+def test_checking_against_a_backend_reuses_what_the_archive_recorded() -> None:
+    kw = dict.fromkeys(("sink_name", "loki_url", "tenant", "es_url", "index", "cw_prefix", "region",
+                        "aws_endpoint", "profile"))
+    loki = jobs_cli._exporter("loki", None, kw, recorded={
+        "backend": "loki", "endpoint": "http://loki:3100", "tenant": "t1", "selectors": ['{run="x"}']})
+    assert (loki.selectors, loki.tenant, loki.http.base_url) == (['{run="x"}'], "t1", "http://loki:3100")  # type: ignore[attr-defined]
+    es = jobs_cli._exporter("elasticsearch", None, kw, recorded={
+        "backend": "elasticsearch", "endpoint": "http://es:9200", "pattern": "logs-*"})
+    assert es.pattern == "logs-*"  # type: ignore[attr-defined]
+    kw["loki_url"] = "http://other:3100"
+    other = jobs_cli._exporter("loki", None, kw, selectors=('{a="b"}',), recorded={"backend": "loki"})
+    assert (other.selectors, other.http.base_url) == (['{a="b"}'], "http://other:3100")  # type: ignore[attr-defined]
+
+
+def test_without_backend_each_backend_of_the_config_goes_to_its_own_directory(
+        main: click.Group, tmp_path: Path, scripted: None) -> None:
+    contract = Path(__file__).parents[1] / "fixtures" / "contract.yaml"
+    root = tmp_path / "archive"
+    result = run(main, "archive", "run", "--config", str(contract), "--day", "2025-01-15", "--force",
+                 "--to", root.as_uri() + "/", "--json")
+    assert result.exit_code == 0, result.output
+    days = orjson.loads(result.output)["days"]
+    assert [(d["backend"], d["archive"]) for d in days] == [
+        (b, (root / b).as_uri()) for b in ("loki", "elasticsearch", "cloudwatch")]
+    for backend in ("loki", "elasticsearch", "cloudwatch"):
+        assert run(main, "archive", "verify", "--day", "2025-01-15", "--from", (root / backend).as_uri()).exit_code == 0
