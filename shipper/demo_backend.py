@@ -32,4 +32,7 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    try:
+        main(sys.argv[1])
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; stop quietly
+        pass
