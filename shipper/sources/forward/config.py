@@ -44,11 +44,15 @@ class ForwardSourceConfig(BaseModel):
     max_buffered_bytes: int = Field(
         default=64 * 1024 * 1024,
         ge=1024 * 1024,
-        description="Bytes of unfinished frames held across all connections. Past it, a connection in the "
-        "middle of a frame is closed (its client resends) and the others wait, so memory stays bounded.",
+        description="Bytes of unfinished frames held across all connections (each frame being decoded "
+        "takes at least 1 MiB of it). New frames wait for room; a frame that outgrows it closes its "
+        "connection (the client resends). Memory stays within this plus 128 KiB per connection.",
     )
     keepalive: bool = Field(
         default=True, description="Tell clients in the HELO that they may keep connections open."
+    )
+    frame_timeout_secs: float = Field(
+        default=30.0, gt=0, description="Close a connection that stops sending in the middle of a frame."
     )
     idle_timeout_secs: float | None = Field(
         default=None, gt=0, description="Close a connection that sends nothing for this long; unset: never."

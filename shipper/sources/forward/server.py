@@ -21,7 +21,7 @@ from shipper.sources.base import Deliver
 from shipper.sources.forward.config import ForwardSourceConfig, parse_address
 from shipper.sources.forward.errors import AUTH_FAILED, OVERLOADED, TRUNCATED, ForwardDecodeError
 from shipper.sources.forward.handshake import answer_ping, encode_helo, new_nonce
-from shipper.sources.forward.protocol import FrameDecoder, decode_message, encode_ack
+from shipper.sources.forward.protocol import UNPACKER_BUFFER_BYTES, FrameDecoder, decode_message, encode_ack
 
 log = logging.getLogger("shipper.sources.forward")
 
@@ -35,6 +35,7 @@ class _Connection:
     in_flight: bool = False
     nonce: bytes | None = None  # set until the client's PING passed
     pending: int = 0  # memory held for an unfinished frame (decoder buffer included)
+    has_slot: bool = False  # holds one of the decoder slots of the memory budget
 
 
 class ForwardSource:
@@ -52,7 +53,7 @@ class ForwardSource:
         self._bytes_received = BYTES_RECEIVED.labels(name)
         self._open_connections = FORWARD_CONNECTIONS.labels(name)
         self._buffered = 0  # sum of every connection's ``pending``
-        self._budget = asyncio.Condition()
+        self._slots = asyncio.Semaphore(max(1, config.max_buffered_bytes // UNPACKER_BUFFER_BYTES))
 
     async def start(self) -> None:
         """Bind and start accepting; afterwards ``self.port`` is the bound port (even for port 0)."""
@@ -104,6 +105,7 @@ class ForwardSource:
             log.exception("forward source %r: unexpected error on connection from %s", self.name, peer)
         finally:
             self._set_pending(conn, 0)
+            self._release_slot(conn)
             self._connections.discard(conn)
             self._open_connections.dec()
             writer.close()
@@ -120,25 +122,36 @@ class ForwardSource:
             writer.write(encode_helo(conn.nonce, cfg.keepalive))
             await writer.drain()
         while not self._stopping:
-            if self._buffered > cfg.max_buffered_bytes and conn.pending == 0:
-                # Others hold the budget: wait for them before taking more from this client.
-                async with self._budget:
-                    await self._budget.wait_for(
-                        lambda: self._stopping or self._buffered <= cfg.max_buffered_bytes)
-            if cfg.idle_timeout_secs is None:
+            # Inside a frame, a client that stops sending would hold its decoder slot forever.
+            timeout = cfg.frame_timeout_secs if conn.has_slot else cfg.idle_timeout_secs
+            if timeout is None:
                 data = await reader.read(_READ_BYTES)
             else:
-                async with asyncio.timeout(cfg.idle_timeout_secs):
-                    data = await reader.read(_READ_BYTES)
+                try:
+                    async with asyncio.timeout(timeout):
+                        data = await reader.read(_READ_BYTES)
+                except TimeoutError:
+                    if not conn.has_slot:
+                        raise
+                    detail = f"no data for {timeout:.0f}s {decoder.pending_bytes} bytes into a frame"
+                    self._reject(conn, ForwardDecodeError(TRUNCATED, detail))
+                    return
             if not data:
                 if decoder.pending_bytes:
                     detail = f"connection closed {decoder.pending_bytes} bytes into a frame"
                     self._reject(conn, ForwardDecodeError(TRUNCATED, detail))
                 return
             self._bytes_received.inc(len(data))
+            if not conn.has_slot:
+                # Starting a frame costs a decoder buffer (1 MiB at least): take one of the slots
+                # the memory budget allows, in arrival order.
+                await self._slots.acquire()
+                conn.has_slot = True
             events, acks, error = self._decode(conn, writer, decoder, data)
             decoder.release()
             self._set_pending(conn, decoder.held_bytes)
+            if decoder.held_bytes == 0:
+                self._release_slot(conn)
             if error is None and conn.pending and self._buffered > cfg.max_buffered_bytes:
                 error = ForwardDecodeError(
                     OVERLOADED, f"{self._buffered} bytes of unfinished frames held, max_buffered_bytes="
@@ -153,14 +166,12 @@ class ForwardSource:
 
     def _set_pending(self, conn: _Connection, pending: int) -> None:
         self._buffered += pending - conn.pending
-        freed = pending < conn.pending
         conn.pending = pending
-        if freed:
-            asyncio.get_running_loop().create_task(self._notify_budget())
 
-    async def _notify_budget(self) -> None:
-        async with self._budget:
-            self._budget.notify_all()
+    def _release_slot(self, conn: _Connection) -> None:
+        if conn.has_slot:
+            conn.has_slot = False
+            self._slots.release()
 
     def _decode(
         self, conn: _Connection, writer: asyncio.StreamWriter, decoder: FrameDecoder, data: bytes
