@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import sys
@@ -32,7 +33,5 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C reaches the whole process group
         main(sys.argv[1])
-    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; stop quietly
-        pass

@@ -1,4 +1,5 @@
-"""Rotation storm: files rotated every 1 MiB as fast as the writer goes, by rename and by copytruncate.
+"""Rotation storm: files rotated every 1 MiB as fast as the writer goes (at most four rotations a
+second, see MIN_ROTATION_INTERVAL), by rename and by copytruncate.
 
 Rename loses nothing. copytruncate can only lose what is written between logrotate's copy and
 its truncate; here the copies match ``include`` so nothing is lost at all, and the bound the
@@ -23,6 +24,9 @@ from tests.reliability._harness import Shipper, Summary, count_numbers, free_por
 pytestmark = pytest.mark.reliability
 
 ROTATE_BYTES = 1024 * 1024
+# A rotated file must exist for a moment to be found at all: delaycompress removes it at the next
+# rotation, so rotations are at least this far apart (the writer pauses, files stay 1 MiB).
+MIN_ROTATION_INTERVAL = 0.25
 
 
 class Writer(threading.Thread):
@@ -34,8 +38,13 @@ class Writer(threading.Thread):
         self.seconds = 0.0
         self.written = 0
         self.rotations = 0
+        self._last_rotation = 0.0
 
     def _rotate(self, f):  # type: ignore[no-untyped-def]
+        wait = self._last_rotation + MIN_ROTATION_INTERVAL - time.time()
+        if wait > 0:
+            time.sleep(wait)
+        self._last_rotation = time.time()
         self.rotations += 1
         n = self.rotations
         older = self.path.with_name(f"{self.path.name}.{n - 1}")
