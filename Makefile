@@ -18,10 +18,12 @@ venv: $(BIN)/ecvi-logs
 run: venv
 	$(BIN)/ecvi-logs demo --workdir ./var
 
-## services: build Loki from its Go module and fetch Elasticsearch (cached in $(ECVI_CACHE_DIR))
-services:
+## services: build Loki and the validators (promtool, amtool, kubeconform, kustomize) from their Go
+## modules and fetch Elasticsearch, all cached in $(ECVI_CACHE_DIR), before any test runs
+services: venv
 	bash tests/services/build_loki.sh >/dev/null
 	bash tests/services/fetch_elasticsearch.sh >/dev/null
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash tests/tools/build_all.sh >/dev/null
 
 ## test: unit + integration (real Loki, Elasticsearch, moto) + the short reliability profile
 test: venv services
