@@ -35,6 +35,7 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
+@pytest.mark.timeout(int(scaled(900, 3600)))
 def test_soak(tmp_path: Path, loki, es) -> None:  # type: ignore[no-untyped-def]
     seconds = scaled(60, 1800)
     rate = int(os.environ.get("ECVI_SOAK_RATE", "1500"))
