@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
@@ -80,6 +80,13 @@ def _config_option(fn: F) -> F:
                         help="Shipper config (YAML): backend endpoints, auth and TLS come from its sinks.")(fn)
 
 
+def _with_options(fn: F, options: Sequence[Callable[[Any], Any]]) -> F:
+    """Apply click options in the order they are listed (as stacked decorators would)."""
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 def _endpoint_options(fn: F) -> F:
     options = [
         click.option("--sink", "sink_name", default=None, help="Which sink of the config, when it has several."),
@@ -93,18 +100,14 @@ def _endpoint_options(fn: F) -> F:
         click.option("--aws-endpoint", default=None, help="CloudWatch Logs endpoint override."),
         click.option("--profile", default=None, help="AWS profile."),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return _with_options(fn, options)
 
 
 def _store_options(fn: F) -> F:
     options = [
         click.option("--s3-endpoint", default=None, help="S3 endpoint override (MinIO, tests)."),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return _with_options(fn, options)
 
 
 def _days_options(fn: F) -> F:
@@ -115,9 +118,7 @@ def _days_options(fn: F) -> F:
         click.option("--lookback", default=7, show_default=True, type=click.IntRange(1, 366),
                      help="With --older-than: how many days back to look (catches up missed runs)."),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return _with_options(fn, options)
 
 
 def _selected_days(day_text: str | None, older_than: str | None, lookback: int) -> list[date]:
@@ -499,9 +500,7 @@ def _retention_options(fn: F) -> F:
                      help="""A Loki per-stream override, e.g. '{level="debug"}=7d' (repeatable)."""),
         click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON."),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return _with_options(fn, options)
 
 
 def _backends(requested: tuple[str, ...], config: ShipperConfig | None, kw: dict[str, Any],
