@@ -51,6 +51,7 @@ class Tailer:
         self.key = f"{dev}:{ino}"
         self._parse = PARSERS[cfg.format]
         self._wrapped = cfg.format in ("cri", "docker")
+        self._cri = cfg.format == "cri"
         self._grouper = (
             LineGrouper(cfg.multiline.start_pattern if cfg.multiline else None)
             if cfg.format == "text" else None
@@ -128,11 +129,14 @@ class Tailer:
         rest = lines.pop()
         pos = start
         max_line = self.cfg.max_line_bytes
+        cri = self._cri
         for raw in lines:
             off = pos
             pos += len(raw) + 1
             if self._discarding:
                 self._discarding = False
+                continue
+            if cri and not self._group and len(raw) <= max_line and self._cri_full_line(raw, off, out):
                 continue
             truncated = len(raw) > max_line
             self._line(raw[:max_line] if truncated else raw, off, truncated, out)
@@ -144,6 +148,20 @@ class Tailer:
             self._discarding = True
             self._buf = b""
             self._buf_start = pos + len(rest)
+
+    def _cri_full_line(self, raw: bytes, off: int, out: list[Event]) -> bool:
+        """The common case, inline: a whole (``F``) valid UTF-8 CRI line. False: take the general path."""
+        try:
+            parts = raw.decode("utf-8").split(" ", 3)
+        except UnicodeDecodeError:
+            return False
+        if len(parts) != 4 or parts[2] != "F":
+            return False
+        ts, msg = parts[0], parts[3]
+        if len(ts) < 20 or ts[4] != "-" or ts[10] not in "Tt" or msg.endswith("\r"):
+            return False
+        self._emit(msg, ts, parts[1], off, False, out)
+        return True
 
     def _line(self, raw: bytes, off: int, truncated: bool, out: list[Event]) -> None:
         try:
