@@ -30,7 +30,7 @@ SINKS = {
             "batch: {{max_events: 5000, max_bytes: 4194304}}, buffer: {{max_bytes: {buffer}}}}}",
     "capture": 'loki: {{type: loki, inputs: [app], endpoint: "{url}", healthcheck: false, '
                'labels: {{service: "{{{{ service }}}}", level: "{{{{ level }}}}"}}, '
-               "batch: {{max_events: 5000, max_bytes: 4194304}}, buffer: {{max_bytes: {buffer}}}}}",
+               "batch: {{max_events: 2000, max_bytes: 1048576}}, buffer: {{max_bytes: {buffer}}}}}",
     "loki": 'loki: {{type: loki, inputs: [app], endpoint: "{url}", '
             'labels: {{service: "{{{{ service }}}}", level: "{{{{ level }}}}"}}, '
             "batch: {{max_events: 5000, max_bytes: 4194304}}, buffer: {{max_bytes: {buffer}}}}}",
