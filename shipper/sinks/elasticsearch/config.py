@@ -39,6 +39,12 @@ class ElasticsearchSinkConfig(SinkConfigBase):
         200, ge=0, description="Priority of the index template (above the built-in logs-*-* at 100)."
     )
     compression: Literal["none", "gzip"] = Field("none", description="Compress bulk request bodies.")
+    ilm_policy: str | None = Field(
+        None,
+        description="Lifecycle policy named in the index template the sink installs (e.g. ecvi-logs-30d, "
+        "installed by `ecvi-logs retention apply`); set it on clusters with ILM so the sink's template "
+        "and the retention job's agree.",
+    )
     api_key: SecretStr | None = Field(
         None, description="Elasticsearch API key: the encoded form, or 'id:api_key'."
     )

@@ -39,7 +39,8 @@ class ElasticsearchSink(Sink):
         self.encoder = BulkEncoder(config.index, data_stream=config.mode == "data_stream")
         self.template_name = config.effective_template_name
         self.template = index_template(
-            config.index_pattern, data_stream=config.mode == "data_stream", priority=config.template_priority
+            config.index_pattern, data_stream=config.mode == "data_stream", priority=config.template_priority,
+            ilm_policy=config.ilm_policy,
         )
         self._template_ready = not config.install_template
         self._template_lock = asyncio.Lock()

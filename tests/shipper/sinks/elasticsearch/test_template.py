@@ -101,3 +101,16 @@ def test_bad_options_are_named() -> None:
         make_config(endpoint="127.0.0.1:9200")
     with pytest.raises(ValidationError, match="compression"):
         make_config(compression="brotli")
+
+
+def test_sink_template_names_the_configured_lifecycle_policy() -> None:
+    from shipper.sinks.elasticsearch.config import ElasticsearchSinkConfig
+    from shipper.sinks.elasticsearch.sink import ElasticsearchSink
+
+    cfg = ElasticsearchSinkConfig.model_validate(
+        {"type": "elasticsearch", "inputs": ["app"], "endpoint": "http://127.0.0.1:9200", "ilm_policy": "ecvi-logs-30d"}
+    )
+    sink = ElasticsearchSink("es", cfg, "/tmp")
+    assert sink.template["template"]["settings"]["index.lifecycle.name"] == "ecvi-logs-30d"
+    plain = ElasticsearchSink("es", cfg.model_copy(update={"ilm_policy": None}), "/tmp")
+    assert "index.lifecycle.name" not in plain.template["template"]["settings"]
