@@ -102,3 +102,7 @@ EVENTS_TRUNCATED = Counter(
     "ecvi_shipper_events_truncated",
     "Events a sink shortened to fit the backend's maximum event size.", ["sink"], registry=REGISTRY,
 )
+LABEL_OVERFLOW = Counter(
+    "ecvi_shipper_label_overflow",
+    "Label values a sink's cardinality guard replaced with __overflow__.", ["sink", "label"], registry=REGISTRY,
+)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
+from shipper import metrics
 from shipper.event import Event
 from shipper.templates import _compile, render
 
@@ -98,8 +99,9 @@ class CardinalityGuard:
     """Admits at most ``max_values`` distinct values per label per window; the rest overflow."""
 
     def __init__(self, max_values: int, window_secs: float = WINDOW_SECS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, sink: str = "") -> None:
         self.max_values = max_values
+        self.sink = sink
         self.window_secs = window_secs
         self._clock = clock
         self._window_start = clock()
@@ -126,6 +128,7 @@ class CardinalityGuard:
             seen.add(value)
             return value
         self.overflowed[label] = self.overflowed.get(label, 0) + 1
+        metrics.LABEL_OVERFLOW.labels(self.sink, label).inc()
         if label not in self._warned:
             self._warned.add(label)
             log.warning(

@@ -33,7 +33,7 @@ class LokiSink(Sink):
 
     def __init__(self, name: str, config: LokiSinkConfig, data_dir: str) -> None:
         super().__init__(name, config, data_dir)
-        self.guard = CardinalityGuard(config.max_label_values)
+        self.guard = CardinalityGuard(config.max_label_values, sink=name)
         self.labels = LabelRenderer(config.labels, self.guard)
         self.encoder = build_encoder(config.encoding, config.structured_metadata)
         self._overhead = _ENTRY_OVERHEAD + _METADATA_PAIR * len(config.structured_metadata)

@@ -119,3 +119,12 @@ def test_field_getter_answers_like_event_get() -> None:
         ev = Event(record, "", 0, meta)
         for path in ("a", "k.ns", "a.b.c"):
             assert field_getter(path)(record, meta) == ev.get(path), (path, record, meta)
+
+
+def test_overflow_is_counted_in_the_metric() -> None:
+    from shipper.metrics import REGISTRY
+    from shipper.sinks.loki.labels import OVERFLOW_VALUE, CardinalityGuard
+
+    guard = CardinalityGuard(2, sink="metric-test")
+    assert [guard.admit("user", v) for v in ("a", "b", "c", "d", "a")] == ["a", "b", OVERFLOW_VALUE, OVERFLOW_VALUE, "a"]
+    assert REGISTRY.get_sample_value("ecvi_shipper_label_overflow_total", {"sink": "metric-test", "label": "user"}) == 2
