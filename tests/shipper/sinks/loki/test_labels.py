@@ -126,5 +126,7 @@ def test_overflow_is_counted_in_the_metric() -> None:
     from shipper.sinks.loki.labels import OVERFLOW_VALUE, CardinalityGuard
 
     guard = CardinalityGuard(2, sink="metric-test")
-    assert [guard.admit("user", v) for v in ("a", "b", "c", "d", "a")] == ["a", "b", OVERFLOW_VALUE, OVERFLOW_VALUE, "a"]
-    assert REGISTRY.get_sample_value("ecvi_shipper_label_overflow_total", {"sink": "metric-test", "label": "user"}) == 2
+    admitted = [guard.admit("user", v) for v in ("a", "b", "c", "d", "a")]
+    assert admitted == ["a", "b", OVERFLOW_VALUE, OVERFLOW_VALUE, "a"]
+    labels = {"sink": "metric-test", "label": "user"}
+    assert REGISTRY.get_sample_value("ecvi_shipper_label_overflow_total", labels) == 2
