@@ -93,8 +93,11 @@ class SinkDriver:
                     return
                 continue
             events = [e for c in chunks for e in c.events]
-            for batch in split_batches(events, b.max_events, b.max_bytes, self.sink.event_size):
-                await self.deliver(batch)
+            if len(events) <= b.max_events and sum(c.size for c in chunks) <= b.max_bytes:
+                await self.deliver(events)  # already within both limits: no per-event sizing
+            else:
+                for batch in split_batches(events, b.max_events, b.max_bytes, self.sink.event_size):
+                    await self.deliver(batch)
             self.buffer.ack(chunks)
 
     async def deliver(self, events: list[Event]) -> None:
