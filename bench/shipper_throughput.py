@@ -6,6 +6,8 @@ MiB/s, CPU-seconds of the shipper process per million events and its peak RSS (V
     python bench/shipper_throughput.py --events 1000000 --target file
     python bench/shipper_throughput.py --events 1000000 --target capture   # Loki push to a local counter
     python bench/shipper_throughput.py --events 5000000 --backlog           # 2 GiB backlog, RSS bound
+    python bench/shipper_throughput.py --events 200000 --target loki        # a real Loki (started, or --url)
+    python bench/shipper_throughput.py --events 200000 --target elasticsearch
 """
 
 from __future__ import annotations
@@ -138,21 +140,32 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=500_000)
     ap.add_argument("--target", choices=sorted(SINKS), default="file")
-    ap.add_argument("--url", help="backend URL for --target loki / elasticsearch")
+    ap.add_argument("--url", help="backend URL for --target loki / elasticsearch (default: start one locally)")
     ap.add_argument("--backlog", action="store_true",
                     help="2 GiB of backlog: the sink's buffer is bounded at 256 MiB, RSS must stay flat")
     ap.add_argument("--buffer-bytes", type=int, default=256 * 1024 * 1024)
     args = ap.parse_args()
-    if args.target in ("loki", "elasticsearch") and not args.url:
-        ap.error("--url is required for real backends")
     events = args.events
     if args.backlog:
         events = max(events, 2 * 1024**3 // 380)
     work = Path(tempfile.mkdtemp(prefix="ecvi-bench-"))
+    service = None
+    url = args.url
+    if args.target in ("loki", "elasticsearch") and not url:
+        # No --url: start the same real server the integration tests use (cached binary / zip).
+        from tests.services.es import Elasticsearch
+        from tests.services.loki import Loki
+
+        service = Loki() if args.target == "loki" else Elasticsearch()
+        service.start()
+        url = service.url
+        print(f"started {args.target} at {url}", file=sys.stderr)
     try:
-        r = run(args.target, events, args.url, work, args.buffer_bytes)
+        r = run(args.target, events, url, work, args.buffer_bytes)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if service is not None:
+            service.close()
     print(f"target={args.target} cores={os.cpu_count()} events={r['events']:.0f} "
           f"input={r['bytes'] / 2**20:.0f}MiB")
     for k in ("wall_s", "events_per_s", "mib_per_s", "cpu_s", "cpu_s_per_million", "events_per_cpu_s",
