@@ -73,16 +73,21 @@ class Event:
 
     def get(self, path: str, default: Any = None) -> Any:
         """Look up a dotted path in the record, then in ``meta`` (``kubernetes.pod_name``)."""
-        for root in (self.record, self.meta):
-            cur: Any = root
-            for part in path.split("."):
-                if isinstance(cur, dict) and part in cur:
-                    cur = cur[part]
-                else:
-                    break
+        return lookup_path(self.record, self.meta, tuple(path.split(".")), default)
+
+
+def lookup_path(record: dict[str, Any], meta: dict[str, Any], parts: tuple[str, ...], missing: Any = None) -> Any:
+    """The value at a pre-split dotted path, in the record first, then in ``meta``; ``missing`` if absent."""
+    for root in (record, meta):
+        cur: Any = root
+        for part in parts:
+            if isinstance(cur, dict) and part in cur:
+                cur = cur[part]
             else:
-                return cur
-        return default
+                break
+        else:
+            return cur
+    return missing
 
 
 def record_from_payload(payload: str) -> dict[str, Any]:

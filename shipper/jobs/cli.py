@@ -80,6 +80,15 @@ def _config_option(fn: F) -> F:
                         help="Shipper config (YAML): backend endpoints, auth and TLS come from its sinks.")(fn)
 
 
+def _check_running_loki(config: Any, kw: dict[str, Any], days: int, streams: Any) -> list[Any]:
+    """Findings about the retention a running Loki reports on ``/config``."""
+    ls = loki_settings(config, url=kw["loki_url"], tenant=kw["tenant"], sink_name=kw["sink_name"])
+    try:
+        return list(loki_retention.check_running(ls.http, days, streams))
+    finally:
+        ls.http.close()
+
+
 def _with_options(fn: F, options: Sequence[Callable[[Any], Any]]) -> F:
     """Apply click options in the order they are listed (as stacked decorators would)."""
     for option in reversed(options):
@@ -548,11 +557,7 @@ def retention_apply(config_path: str | None, backends: tuple[str, ...], days: in
                 findings += _apply_loki(days, streams, loki_config, dry_run, as_json)
                 if loki_config is None and (kw["loki_url"] or pick_sink(config, "loki", kw["sink_name"])):
                     # Loki takes retention from its config file only: report what the running one uses.
-                    ls = loki_settings(config, url=kw["loki_url"], tenant=kw["tenant"], sink_name=kw["sink_name"])
-                    try:
-                        findings += loki_retention.check_running(ls.http, days, streams)
-                    finally:
-                        ls.http.close()
+                    findings += _check_running_loki(config, kw, days, streams)
             elif backend == "elasticsearch":
                 es = es_settings(config, url=kw["es_url"], index=kw["index"], sink_name=kw["sink_name"])
                 try:
@@ -612,11 +617,7 @@ def retention_check(config_path: str | None, backends: tuple[str, ...], days: in
                     current = yaml.safe_load(Path(loki_config).read_text(encoding="utf-8")) or {}
                     findings += loki_retention.check_config(current, days, streams, loki_config)
                 if kw["loki_url"] or pick_sink(config, "loki", kw["sink_name"]) is not None or not loki_config:
-                    ls = loki_settings(config, url=kw["loki_url"], tenant=kw["tenant"], sink_name=kw["sink_name"])
-                    try:
-                        findings += loki_retention.check_running(ls.http, days, streams)
-                    finally:
-                        ls.http.close()
+                    findings += _check_running_loki(config, kw, days, streams)
             elif backend == "elasticsearch":
                 es = es_settings(config, url=kw["es_url"], index=kw["index"], sink_name=kw["sink_name"])
                 try:

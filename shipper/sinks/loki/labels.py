@@ -16,7 +16,7 @@ from operator import attrgetter
 from typing import Any
 
 from shipper import metrics
-from shipper.event import Event
+from shipper.event import Event, lookup_path
 from shipper.templates import _compile, render
 
 log = logging.getLogger("shipper.sinks.loki")
@@ -47,18 +47,7 @@ def format_labels(pairs: Iterable[tuple[str, str]]) -> str:
     return "{" + ", ".join(f'{k}="{escape_label_value(v)}"' for k, v in sorted(pairs)) + "}"
 
 
-def lookup(record: dict[str, Any], meta: dict[str, Any], parts: tuple[str, ...]) -> Any:
-    """Same answer as ``Event.get`` for a pre-split dotted path (record first, then meta)."""
-    for root in (record, meta):
-        cur: Any = root
-        for part in parts:
-            if isinstance(cur, dict) and part in cur:
-                cur = cur[part]
-            else:
-                break
-        else:
-            return cur
-    return None
+lookup = lookup_path  # the same answer as ``Event.get`` for a pre-split dotted path
 
 
 def field_getter(path: str) -> Getter:
