@@ -18,3 +18,10 @@ class ConfigError(ShipperError):
         self.source = source
         lines = "\n".join(f"  {path}: {msg}" for path, msg in problems)
         super().__init__(f"{source} is invalid ({len(problems)} problem(s)):\n{lines}")
+
+
+class StartupError(ShipperError):
+    """The shipper cannot start with a valid config (a port in use, a data_dir it cannot use, ...).
+
+    The message is one line naming the key or file and the cause, fit to print as it is.
+    """

@@ -76,9 +76,19 @@ class Event:
         return lookup_path(self.record, self.meta, tuple(path.split(".")), default)
 
 
+# Metadata the shipper derives itself (the kubelet's log path, later the Kubernetes API) is
+# authoritative: a record's own ``kubernetes`` object must not move a line into another tenant's
+# stream, index or group. Under these roots a path is looked up in ``meta`` alone when it is there.
+AUTHORITATIVE_ROOTS = frozenset({"kubernetes"})
+
+
 def lookup_path(record: dict[str, Any], meta: dict[str, Any], parts: tuple[str, ...], missing: Any = None) -> Any:
-    """The value at a pre-split dotted path, in the record first, then in ``meta``; ``missing`` if absent."""
-    for root in (record, meta):
+    """The value at a pre-split dotted path, in the record first, then in ``meta``; ``missing`` if absent.
+
+    Paths under :data:`AUTHORITATIVE_ROOTS` read ``meta`` alone when the shipper derived that root.
+    """
+    roots = (meta,) if parts[0] in AUTHORITATIVE_ROOTS and parts[0] in meta else (record, meta)
+    for root in roots:
         cur: Any = root
         for part in parts:
             if isinstance(cur, dict) and part in cur:

@@ -106,3 +106,36 @@ LABEL_OVERFLOW = Counter(
     "ecvi_shipper_label_overflow",
     "Label values a sink's cardinality guard replaced with __overflow__.", ["sink", "label"], registry=REGISTRY,
 )
+COMPONENT_UP = Gauge(
+    "ecvi_shipper_component_up",
+    "1 while a source, sink worker pool or the API runs; 0 while it is down or being restarted.",
+    ["component"], registry=REGISTRY,
+)
+COMPONENT_RESTARTS = Counter(
+    "ecvi_shipper_component_restarts",
+    "Times a supervisor restarted a source or sink task that had died.", ["component"], registry=REGISTRY,
+)
+CONFIG_RELOADS = Counter(
+    "ecvi_shipper_config_reloads",
+    "SIGHUP reloads by outcome (applied, invalid, start_failed, unchanged).", ["outcome"], registry=REGISTRY,
+)
+EVENTS_REPAIRED = Counter(
+    "ecvi_shipper_events_repaired",
+    "Events a component changed so they can be delivered (time out of range, too deeply nested, ...).",
+    ["component", "reason"], registry=REGISTRY,
+)
+FILES_SKIPPED = Counter(
+    "ecvi_shipper_files_skipped",
+    "Paths matching a file source's include that are not read (directory, FIFO, device, loop).",
+    ["source", "reason"], registry=REGISTRY,
+)
+CONNECTIONS_REFUSED = Counter(
+    "ecvi_shipper_connections_refused",
+    "Connections a network source refused or closed (auth failed, handshake timeout, idle, per-peer cap).",
+    ["source", "reason"], registry=REGISTRY,
+)
+INDEX_OVERFLOW = Counter(
+    "ecvi_shipper_index_overflow",
+    "Events a sink's name guard sent to its overflow index/group/stream (too many distinct names).",
+    ["sink"], registry=REGISTRY,
+)

@@ -16,7 +16,7 @@ from operator import attrgetter
 from typing import Any
 
 from shipper import metrics
-from shipper.event import Event, lookup_path
+from shipper.event import AUTHORITATIVE_ROOTS, Event, lookup_path
 from shipper.templates import _compile, render
 
 log = logging.getLogger("shipper.sinks.loki")
@@ -56,6 +56,9 @@ def field_getter(path: str) -> Getter:
     if len(parts) == 1:
         (key,) = parts
 
+        if key in AUTHORITATIVE_ROOTS:
+            return lambda record, meta: lookup(record, meta, parts)
+
         def get1(record: dict[str, Any], meta: dict[str, Any]) -> Any:
             v = record.get(key, MISSING)
             return meta.get(key) if v is MISSING else v
@@ -64,6 +67,8 @@ def field_getter(path: str) -> Getter:
     if len(parts) != 2:
         return lambda record, meta: lookup(record, meta, parts)
     a, b = parts
+    if a in AUTHORITATIVE_ROOTS:
+        return lambda record, meta: lookup(record, meta, parts)
 
     def get2(record: dict[str, Any], meta: dict[str, Any]) -> Any:
         for root in (record, meta):

@@ -1,0 +1,44 @@
+"""A record's own ``kubernetes`` object never overrides the metadata the shipper derived."""
+
+from __future__ import annotations
+
+from shipper.event import Event
+from shipper.sinks.loki.labels import CardinalityGuard, LabelRenderer, field_getter
+from shipper.templates import render
+
+_FORGED = '{"message":"hi","kubernetes":{"namespace":"payments","pod_name":"billing-7d9f"}}'
+_META = {"kubernetes": {"namespace": "sandbox", "pod_name": "evil-1", "container_name": "app"}}
+
+
+def _event() -> Event:
+    return Event(None, _FORGED, 1, {k: dict(v) for k, v in _META.items()})
+
+
+def test_event_get_prefers_derived_metadata() -> None:
+    e = _event()
+    assert e.get("kubernetes.namespace") == "sandbox"
+    assert e.get("kubernetes.pod_name") == "evil-1"
+    assert e.get("kubernetes") == _META["kubernetes"]
+
+
+def test_record_keys_the_shipper_did_not_derive_are_not_read_from_the_record() -> None:
+    # Under an authoritative root the record is not consulted at all, not even for keys meta lacks.
+    e = Event(None, '{"kubernetes":{"namespace":"payments","node":"n1"}}', 1, {k: dict(v) for k, v in _META.items()})
+    assert e.get("kubernetes.node") is None
+
+
+def test_record_kubernetes_is_used_when_the_shipper_derived_none() -> None:
+    # A forward peer (e.g. Fluent Bit's kubernetes filter) sends its own metadata and no path exists.
+    e = Event(None, _FORGED, 1, {"source": "fwd"})
+    assert e.get("kubernetes.namespace") == "payments"
+
+
+def test_templates_and_loki_labels_use_derived_metadata() -> None:
+    e = _event()
+    assert render("/ecvi/{{ kubernetes.namespace }}/{{ kubernetes.pod_name }}", e) == "/ecvi/sandbox/evil-1"
+    for path in ("kubernetes.namespace", "kubernetes.pod_name", "kubernetes"):
+        assert field_getter(path)(e.record, e.meta) == e.get(path)
+    renderer = LabelRenderer({"namespace": "{{ kubernetes.namespace }}", "pod": "{{ kubernetes.pod_name }}"},
+                             CardinalityGuard(100))
+    labels, _pairs = renderer.stream_for(e)
+    assert labels == '{namespace="sandbox", pod="evil-1"}'
