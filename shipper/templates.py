@@ -1,14 +1,24 @@
-"""``{{ field.path }}`` templates over an event's record and metadata (labels, streams, indices)."""
+"""``{{ field.path }}`` templates over an event's record and metadata (labels, streams, indices).
+
+Names built from event fields are hostile input: besides rendering, this module holds the one
+budget every sink uses to bound how many distinct names its templates create (:class:`NameGuard`),
+charged per tenant (:func:`tenant_of`) so one pod cannot spend what the others need.
+"""
 
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable, Hashable
 from functools import lru_cache
 from typing import Any
 
 from shipper.event import Event
 
 _FIELD = re.compile(r"\{\{\s*([A-Za-z0-9_@.\-]+)\s*\}\}")
+
+#: The window over which name budgets are counted (they start afresh each hour).
+WINDOW_SECS = 3600.0
 
 
 @lru_cache(maxsize=1024)
@@ -23,6 +33,11 @@ def _compile(template: str) -> tuple[list[str], list[str]]:
         pos = m.end()
     literals.append(template[pos:])
     return literals, fields
+
+
+def compile_template(template: str) -> tuple[list[str], list[str]]:
+    """``(literals, field paths)`` of ``template``; ``literals`` has one more element (cached)."""
+    return _compile(template)
 
 
 def is_template(text: str) -> bool:
@@ -40,3 +55,79 @@ def render(template: str, event: Event, missing: str = "") -> str:
         out.append(missing if v is None else str(v))
         out.append(literals[i + 1])
     return "".join(out)
+
+
+def tenant_of(meta: dict[str, Any]) -> Hashable | None:
+    """Whose budget an event spends: its pod (namespace, pod name), else its source, else None.
+
+    Only metadata the shipper derived is read (the kubelet's log path, the source's name): a record
+    cannot choose whose budget it spends. None means an event of the shipper's own jobs (a restore).
+    """
+    k8s = meta.get("kubernetes")
+    if type(k8s) is dict:
+        pod = k8s.get("pod_name")
+        if pod is not None:
+            return (k8s.get("namespace"), pod)
+    return meta.get("source")
+
+
+def describe_tenant(tenant: Hashable | None) -> str:
+    """``pod ns/name`` or ``source app``, for log lines."""
+    if isinstance(tenant, tuple):
+        return "pod " + "/".join(str(p) for p in tenant)
+    return f"source {tenant}" if tenant is not None else "the shipper's own jobs"
+
+
+class NameGuard:
+    """At most ``max_names`` distinct names per window, of which one tenant brings at most ``max_per_tenant``.
+
+    A name already admitted in the window is free for everyone; a new one is charged to the tenant
+    that brings it, so a pod that invents names runs out of its own budget long before the sink-wide
+    cap, and the other pods' first-seen names still get in. Events without a tenant (None: the
+    shipper's own jobs) meet the sink-wide cap alone. Callers map a refused name to their overflow.
+    """
+
+    def __init__(self, max_names: int, max_per_tenant: int | None = None, window_secs: float = WINDOW_SECS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_names = max_names
+        self.max_per_tenant = max_per_tenant
+        self.window_secs = window_secs
+        self._clock = clock
+        self._window_start = clock()
+        self._seen: set[Hashable] = set()
+        self._spent: dict[Hashable, int] = {}
+        self._warned = False
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def expired(self) -> bool:
+        """True once the current window is over (call :meth:`reset` to open the next one)."""
+        return self._clock() - self._window_start >= self.window_secs
+
+    def reset(self) -> None:
+        self._window_start = self._clock()
+        self._seen.clear()
+        self._spent.clear()
+        self._warned = False
+
+    def admit(self, name: Hashable, tenant: Hashable | None = None) -> str | None:
+        """None when ``name`` may be used, else why not (sink-wide cap or the tenant's budget)."""
+        if name in self._seen:
+            return None
+        if len(self._seen) >= self.max_names:
+            return f"more than {self.max_names} distinct values this window"
+        if tenant is not None and self.max_per_tenant is not None:
+            spent = self._spent.get(tenant, 0)
+            if spent >= self.max_per_tenant:
+                return f"{describe_tenant(tenant)} brought {self.max_per_tenant} new values this window"
+            self._spent[tenant] = spent + 1
+        self._seen.add(name)
+        return None
+
+    def first_refusal(self) -> bool:
+        """True the first time it is asked in a window: one warning per window, not one per event."""
+        if self._warned:
+            return False
+        self._warned = True
+        return True

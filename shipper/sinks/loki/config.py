@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 from shipper.sinks._common.config import SinkConfigBase
 from shipper.sinks._common.http import HttpAuthConfig, TlsConfig
+from shipper.sinks.loki.labels import DEFAULT_MAX_STREAMS, DEFAULT_STREAMS_PER_POD, DEFAULT_VALUES_PER_POD
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 FIELD_PATH = re.compile(r"^[A-Za-z0-9_@\-]+(\.[A-Za-z0-9_@\-]+)*$")
@@ -37,6 +38,20 @@ class LokiSinkConfig(SinkConfigBase):
     encoding: Literal["protobuf", "json"] = Field("protobuf", description="protobuf+snappy or json+gzip.")
     max_label_values: int = Field(
         500, ge=1, description="Cardinality guard: distinct values per label per hour before overflow."
+    )
+    max_label_values_per_pod: int = Field(
+        DEFAULT_VALUES_PER_POD, ge=1,
+        description="Of those, how many new values one pod (or, without pod metadata, one source) may "
+        "bring per label per hour; its further new values become '__overflow__', nobody else's.",
+    )
+    max_streams: int = Field(
+        DEFAULT_MAX_STREAMS, ge=1,
+        description="Distinct label sets (streams) per hour; further new ones go to the stream whose "
+        "labels are all '__overflow__'.",
+    )
+    max_streams_per_pod: int = Field(
+        DEFAULT_STREAMS_PER_POD, ge=1,
+        description="Of those, how many new streams one pod (or one source) may bring per hour.",
     )
     auth: HttpAuthConfig | None = None
     tls: TlsConfig | None = None

@@ -1,29 +1,42 @@
-"""Stream labels from templates, with escaping and a per-label cardinality guard.
+"""Stream labels from templates, with escaping and a cardinality guard that one pod cannot spend.
 
 Loki indexes every distinct label set as a stream, so a label fed by an id (a request id, a pod
-name that churns) multiplies streams without bound. The guard lets each label take at most
-``max_label_values`` distinct values per hour; past that, new values become ``__overflow__``.
-Rendering is cached per distinct tuple of input values, so the hot path costs a few dict lookups.
+name that churns) multiplies streams without bound, and two labels that each stay under a limit
+still multiply into each other. The guard therefore bounds, per hour:
+
+* values per label: at most ``max_values`` distinct values sink-wide, of which one tenant (the pod
+  the line came from, as the shipper derived it; else its source) brings at most
+  ``max_values_per_pod``; a refused value becomes ``__overflow__``;
+* streams (whole label sets): at most ``max_streams`` sink-wide, of which one tenant brings at most
+  ``max_streams_per_pod``; a refused label set becomes the overflow stream, every label
+  ``__overflow__`` (events counted in ``ecvi_shipper_index_overflow_total``).
+
+A value or stream already admitted is free for everyone, so a pod logging junk spends its own
+budget and overflows only its own events; the other pods' first-seen values still get in.
+Rendering is cached per tenant and distinct tuple of input values, so the hot path costs a few
+dict lookups; the budgets and caches start afresh every hour.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
 from shipper import metrics
 from shipper.event import AUTHORITATIVE_ROOTS, Event, lookup_path
-from shipper.templates import _compile, render
+from shipper.templates import WINDOW_SECS, NameGuard, compile_template, render, tenant_of
 
 log = logging.getLogger("shipper.sinks.loki")
 
 MISSING_VALUE = "unknown"
 OVERFLOW_VALUE = "__overflow__"
-WINDOW_SECS = 3600.0
+DEFAULT_MAX_STREAMS = 5000  # Loki's own default max_global_streams_per_user
+DEFAULT_VALUES_PER_POD = 50
+DEFAULT_STREAMS_PER_POD = 100
 # Past this many distinct input tuples a render cache is dropped and rebuilt: inputs that
 # overflow all map to the same labels, so the cache must not grow with them.
 _MAX_CACHED_KEYS = 100_000
@@ -90,55 +103,73 @@ class Stream:
 
 
 class CardinalityGuard:
-    """Admits at most ``max_values`` distinct values per label per window; the rest overflow."""
+    """Per-label and per-stream budgets, sink-wide and per tenant, over one window (see the module)."""
 
     def __init__(self, max_values: int, window_secs: float = WINDOW_SECS,
-                 clock: Callable[[], float] = time.monotonic, sink: str = "") -> None:
+                 clock: Callable[[], float] = time.monotonic, sink: str = "", *,
+                 max_streams: int = DEFAULT_MAX_STREAMS, max_values_per_pod: int | None = DEFAULT_VALUES_PER_POD,
+                 max_streams_per_pod: int | None = DEFAULT_STREAMS_PER_POD) -> None:
         self.max_values = max_values
+        self.max_values_per_pod = max_values_per_pod
         self.sink = sink
         self.window_secs = window_secs
         self._clock = clock
-        self._window_start = clock()
-        self._seen: dict[str, set[str]] = {}
-        self._warned: set[str] = set()
+        self._labels: dict[str, NameGuard] = {}
+        self.streams = NameGuard(max_streams, max_streams_per_pod, window_secs, clock)
         self.overflowed: dict[str, int] = {}
         """Values sent as ``__overflow__`` since start, per label (counted once per new input)."""
+        self.stream_overflows = 0
+        """Events sent to the overflow stream since start."""
 
     def expired(self) -> bool:
         """True once the current window is over (call :meth:`reset` to open the next one)."""
-        return self._clock() - self._window_start >= self.window_secs
+        return self.streams.expired()
 
     def reset(self) -> None:
-        self._window_start = self._clock()
-        self._seen.clear()
-        self._warned.clear()
+        self.streams.reset()
+        for guard in self._labels.values():
+            guard.reset()
 
-    def admit(self, label: str, value: str) -> str:
+    def admit(self, label: str, value: str, tenant: Hashable | None = None) -> str:
         """``value`` if it is already known or there is room for it, else ``__overflow__``."""
-        seen = self._seen.setdefault(label, set())
-        if value in seen:
-            return value
-        if len(seen) < self.max_values:
-            seen.add(value)
+        guard = self._labels.get(label)
+        if guard is None:
+            guard = self._labels[label] = NameGuard(self.max_values, self.max_values_per_pod, self.window_secs,
+                                                    self._clock)
+        why = guard.admit(value, tenant)
+        if why is None:
             return value
         self.overflowed[label] = self.overflowed.get(label, 0) + 1
         metrics.LABEL_OVERFLOW.labels(self.sink, label).inc()
-        if label not in self._warned:
-            self._warned.add(label)
+        if guard.first_refusal():
             log.warning(
-                "loki label %r has more than %d distinct values this hour; further values are sent "
-                "as %r (move high-cardinality fields to structured_metadata)",
-                label, self.max_values, OVERFLOW_VALUE,
+                "loki label %r: %s; further new values are sent as %r (move high-cardinality fields to "
+                "structured_metadata)", label, why, OVERFLOW_VALUE,
             )
         return OVERFLOW_VALUE
 
+    def admit_stream(self, labels: str, tenant: Hashable | None = None) -> bool:
+        """Whether the label set ``labels`` may be a stream of its own (else: the overflow stream)."""
+        why = self.streams.admit(labels, tenant)
+        if why is None:
+            return True
+        if self.streams.first_refusal():
+            log.warning("loki streams: %s (label sets); further new ones go to the stream with every label %r",
+                        why, OVERFLOW_VALUE)
+        return False
+
+    def count_stream_overflow(self, events: int) -> None:
+        self.stream_overflows += events
+        metrics.INDEX_OVERFLOW.labels(self.sink).inc(events)
+
 
 class LabelRenderer:
-    """Groups events into streams by their rendered labels, rendering each input tuple once.
+    """Groups events into streams by their rendered labels, rendering each input tuple once per tenant.
 
-    Two caches: ``_fast`` is keyed by the raw record values when every template field is a
-    top-level string in the record (one ``map`` call per event); ``_slow`` by the values looked up
-    as templates see them (record, then meta, ``str()`` of non-strings) for everything else.
+    Two caches, both keyed by ``(tenant, values)``: ``_fast`` by the raw record values when every
+    template field is a top-level string in the record (one ``map`` call per event); ``_slow`` by
+    the values looked up as templates see them (record, then meta, ``str()`` of non-strings) for
+    everything else.
     """
 
     def __init__(self, templates: dict[str, str], guard: CardinalityGuard) -> None:
@@ -146,13 +177,15 @@ class LabelRenderer:
         self.guard = guard
         paths: list[str] = []
         for template in self.templates.values():
-            for path in _compile(template)[1]:
+            for path in compile_template(template)[1]:
                 if path not in paths:
                     paths.append(path)
         self._getters = [field_getter(p) for p in paths]
         self._names = tuple(paths) if all("." not in p for p in paths) else None
         self._fast: dict[tuple[Any, ...], tuple[str, Pairs]] = {}
-        self._slow: dict[tuple[str | None, ...], tuple[str, Pairs]] = {}
+        self._slow: dict[tuple[Any, ...], tuple[str, Pairs]] = {}
+        overflow = tuple(sorted((name, OVERFLOW_VALUE) for name in self.templates))
+        self._overflow = (format_labels(overflow), overflow)
 
     def refresh(self) -> None:
         """Open a new cardinality window when the hour is over; called once per batch."""
@@ -167,32 +200,39 @@ class LabelRenderer:
         by_labels: dict[str, Stream] = {}
         fast, names = self._fast, self._names
         for e in events:
+            tenant = tenant_of(e.meta)
             if names is None:
                 hit = None
             else:
                 try:
-                    hit = fast.get(tuple(map(e.record.get, names)))
+                    hit = fast.get((tenant, tuple(map(e.record.get, names))))
                 except TypeError:  # an unhashable value (a dict): the slow path copes
                     hit = None
-            labels, pairs = hit or self.stream_for(e)
+            labels, pairs = hit or self._stream_for(e, tenant)
             s = by_labels.get(labels)
             if s is None:
                 s = by_labels[labels] = Stream(labels, pairs)
             s.events.append(e)
+        overflowed = by_labels.get(self._overflow[0])
+        if overflowed is not None:
+            self.guard.count_stream_overflow(len(overflowed.events))
         for s in by_labels.values():
             s.events.sort(key=_TS)
         return list(by_labels.values())
 
     def stream_for(self, event: Event) -> tuple[str, Pairs]:
         """``(label string, sorted label pairs)`` for ``event``."""
+        return self._stream_for(event, tenant_of(event.meta))
+
+    def _stream_for(self, event: Event, tenant: Hashable | None) -> tuple[str, Pairs]:
         record, meta = event.record, event.meta
         values = [get(record, meta) for get in self._getters]
-        key = tuple([v if v is None or type(v) is str else str(v) for v in values])
+        key = (tenant, tuple([v if v is None or type(v) is str else str(v) for v in values]))
         hit = self._slow.get(key)
         if hit is None:
             if len(self._slow) >= _MAX_CACHED_KEYS:
                 self._slow.clear()
-            hit = self._slow[key] = self._render(event)
+            hit = self._slow[key] = self._render(event, tenant)
         if self._names is not None and all(type(v) is str for v in values):
             # All strings: an event whose record holds these very strings renders the same.
             if len(self._fast) >= _MAX_CACHED_KEYS:
@@ -200,10 +240,13 @@ class LabelRenderer:
             self._fast[key] = hit
         return hit
 
-    def _render(self, event: Event) -> tuple[str, Pairs]:
+    def _render(self, event: Event, tenant: Hashable | None) -> tuple[str, Pairs]:
         pairs: list[tuple[str, str]] = []
         for name, template in self.templates.items():
             value = render(template, event, MISSING_VALUE) or MISSING_VALUE
-            pairs.append((name, self.guard.admit(name, value)))
+            pairs.append((name, self.guard.admit(name, value, tenant)))
         pairs.sort()
-        return format_labels(pairs), tuple(pairs)
+        labels = format_labels(pairs)
+        if not self.guard.admit_stream(labels, tenant):
+            return self._overflow
+        return labels, tuple(pairs)

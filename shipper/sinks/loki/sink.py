@@ -33,7 +33,9 @@ class LokiSink(Sink):
 
     def __init__(self, name: str, config: LokiSinkConfig, data_dir: str) -> None:
         super().__init__(name, config, data_dir)
-        self.guard = CardinalityGuard(config.max_label_values, sink=name)
+        self.guard = CardinalityGuard(config.max_label_values, sink=name, max_streams=config.max_streams,
+                                      max_values_per_pod=config.max_label_values_per_pod,
+                                      max_streams_per_pod=config.max_streams_per_pod)
         self.labels = LabelRenderer(config.labels, self.guard)
         self.encoder = build_encoder(config.encoding, config.structured_metadata)
         self._overhead = _ENTRY_OVERHEAD + _METADATA_PAIR * len(config.structured_metadata)

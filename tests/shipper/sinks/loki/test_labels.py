@@ -130,3 +130,85 @@ def test_overflow_is_counted_in_the_metric() -> None:
     assert admitted == ["a", "b", OVERFLOW_VALUE, OVERFLOW_VALUE, "a"]
     labels = {"sink": "metric-test", "label": "user"}
     assert REGISTRY.get_sample_value("ecvi_shipper_label_overflow_total", labels) == 2
+
+
+def _pod(name: str, **record: object) -> Event:
+    return Event(dict(record), "", 0, {"source": "app", "kubernetes": {"namespace": "shop", "pod_name": name}})
+
+
+def _overflow_events(sink: str) -> float:
+    from shipper.metrics import REGISTRY
+
+    return REGISTRY.get_sample_value("ecvi_shipper_index_overflow_total", {"sink": sink}) or 0.0
+
+
+def test_label_combinations_of_one_pod_are_bounded_as_streams() -> None:
+    """300 x 300 values of two labels, each under its own limit, must not make 90,000 streams."""
+    guard = CardinalityGuard(500, sink="combos")
+    r = LabelRenderer({"a": "{{ a }}", "b": "{{ b }}"}, guard)
+    events = [_pod("junk-0", a=f"a{i}", b=f"b{j}") for i in range(300) for j in range(300)]
+    streams: dict[str, int] = {}
+    for start in range(0, len(events), 5000):
+        for s in r.group(events[start : start + 5000]):
+            streams[s.labels] = streams.get(s.labels, 0) + len(s.events)
+    assert len(streams) <= 5000 + 1  # the sink-wide stream cap (Loki's default) and the overflow stream
+    overflow = format_labels([("a", OVERFLOW_VALUE), ("b", OVERFLOW_VALUE)])
+    assert streams[overflow] == guard.stream_overflows == _overflow_events("combos") > 80_000
+
+
+def test_a_pod_spends_only_its_own_stream_budget() -> None:
+    guard = CardinalityGuard(500, sink="pod-streams", max_streams=50, max_values_per_pod=200, max_streams_per_pod=10)
+    r = LabelRenderer({"a": "{{ a }}", "b": "{{ b }}"}, guard)
+    noisy = r.group([_pod("noisy", a=f"a{i}", b=f"b{j}") for i in range(20) for j in range(20)])
+    assert len(noisy) == 10 + 1
+    quiet = r.group([_pod("quiet", a="web", b="info"), _pod("quiet", a="web", b="error")])
+    assert sorted(s.labels for s in quiet) == ['{a="web", b="error"}', '{a="web", b="info"}']
+    # The sink-wide cap still holds when every pod stays within its own budget.
+    many = r.group([_pod(f"p{p}", a=f"x{p}", b=f"y{i}") for p in range(20) for i in range(5)])
+    assert len({s.labels for s in [*noisy, *quiet, *many]}) == 50 + 1
+    assert guard.stream_overflows == _overflow_events("pod-streams") == (400 - 10) + (100 - 38)
+
+
+def test_junk_values_of_one_pod_do_not_overflow_another_pods_first_value(caplog: pytest.LogCaptureFixture) -> None:
+    """One pod logging 500 junk services spends its own budget, not the other pods' room."""
+    guard = CardinalityGuard(500, sink="junk")
+    r = LabelRenderer({"service": "{{ service }}"}, guard)
+    with caplog.at_level(logging.WARNING, "shipper.sinks.loki"):
+        junk = r.group([_pod("junk-1", service=f"junk-{i}") for i in range(500)])
+        [billing] = r.group([_pod("billing-0", service="billing")])
+    assert dict(billing.pairs) == {"service": "billing"}
+    assert OVERFLOW_VALUE in {dict(s.pairs)["service"] for s in junk}
+    assert sum(len(s.events) for s in junk if dict(s.pairs)["service"] != OVERFLOW_VALUE) < 500
+    assert "pod shop/junk-1" in caplog.text  # the warning names whose budget ran out
+    from shipper.metrics import REGISTRY
+
+    counted = REGISTRY.get_sample_value("ecvi_shipper_label_overflow_total", {"sink": "junk", "label": "service"})
+    assert counted == guard.overflowed["service"] > 400
+
+
+def test_a_record_cannot_choose_whose_budget_it_spends() -> None:
+    """The tenant is the pod the shipper derived; a record's own kubernetes object does not count."""
+    guard = CardinalityGuard(500, sink="spoof", max_values_per_pod=2)
+    r = LabelRenderer({"service": "{{ service }}"}, guard)
+    spoofed = [Event({"service": f"s{i}", "kubernetes": {"namespace": "x", "pod_name": f"p{i}"}}, "", 0,
+                     {"kubernetes": {"namespace": "shop", "pod_name": "liar"}}) for i in range(5)]
+    assert [dict(s.pairs)["service"] for s in r.group(spoofed)] == ["s0", "s1", OVERFLOW_VALUE]
+
+
+def test_events_without_a_pod_are_budgeted_per_source_and_jobs_by_the_cap_alone() -> None:
+    guard = CardinalityGuard(5, sink="sources", max_values_per_pod=2)
+    r = LabelRenderer({"service": "{{ service }}"}, guard)
+    fwd = r.group([Event({"service": f"f{i}"}, "", 0, {"source": "fwd"}) for i in range(4)])
+    assert [dict(s.pairs)["service"] for s in fwd] == ["f0", "f1", OVERFLOW_VALUE]
+    job = r.group([Event({"service": f"j{i}"}, "", 0, {}) for i in range(5)])
+    assert [dict(s.pairs)["service"] for s in job] == ["j0", "j1", "j2", OVERFLOW_VALUE]
+
+
+def test_sink_builds_its_guard_from_the_options(tmp_path: object) -> None:
+    from shipper.sinks.loki.config import LokiSinkConfig
+    from shipper.sinks.loki.sink import LokiSink
+
+    cfg = LokiSinkConfig.model_validate({"type": "loki", "inputs": ["app"], "endpoint": "http://127.0.0.1:3100",
+                                         "max_streams": 7, "max_streams_per_pod": 3, "max_label_values_per_pod": 4})
+    sink = LokiSink("opts", cfg, str(tmp_path))
+    assert (sink.guard.streams.max_names, sink.guard.streams.max_per_tenant, sink.guard.max_values_per_pod) == (7, 3, 4)
