@@ -41,6 +41,14 @@ class ForwardSourceConfig(BaseModel):
         description="Largest frame (and decompressed payload) accepted; a larger one closes the connection.",
     )
     max_connections: int = Field(default=1024, ge=1, description="Open connections beyond this are refused.")
+    max_connections_per_peer: int = Field(
+        default=64, ge=1, description="Open connections from one remote IP address beyond this are refused."
+    )
+    handshake_timeout_secs: float = Field(
+        default=5.0,
+        gt=0,
+        description="With shared_key: close a connection whose PING has not passed this long after connecting.",
+    )
     max_buffered_bytes: int = Field(
         default=64 * 1024 * 1024,
         ge=1024 * 1024,
@@ -55,7 +63,10 @@ class ForwardSourceConfig(BaseModel):
         default=30.0, gt=0, description="Close a connection that stops sending in the middle of a frame."
     )
     idle_timeout_secs: float | None = Field(
-        default=None, gt=0, description="Close a connection that sends nothing for this long; unset: never."
+        default=300.0,
+        gt=0,
+        description="Close a connection that completes no frame for this long (null: never). Clients "
+        "that keep connections open should close idle ones sooner, or use acks to resend.",
     )
     shutdown_timeout_secs: float = Field(
         default=30.0,

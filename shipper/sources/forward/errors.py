@@ -17,6 +17,13 @@ BAD_RECORD = "bad_record"
 AUTH_FAILED = "auth_failed"
 OVERLOADED = "overloaded"
 
+# Reasons a connection was refused or closed: ``ecvi_shipper_connections_refused``; AUTH_FAILED too.
+HANDSHAKE_TIMEOUT = "handshake_timeout"
+IDLE_TIMEOUT = "idle_timeout"
+FRAME_TIMEOUT = "frame_timeout"
+PEER_LIMIT = "peer_limit"
+CONNECTION_LIMIT = "connection_limit"
+
 
 class ForwardDecodeError(ShipperError, ValueError):
     """Input that is not a valid forward frame; ``reason`` is a short label for metrics."""

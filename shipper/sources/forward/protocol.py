@@ -68,6 +68,7 @@ class FrameDecoder:
         self._unpacker: msgpack.Unpacker | None = None
         self._fed = 0
         self._frame_start = 0
+        self.frames = 0  # completed so far
 
     def release(self) -> None:
         """Drop the unpacker between frames: it holds at least 1 MiB, an idle connection none."""
@@ -113,6 +114,7 @@ class FrameDecoder:
             size, self._frame_start = end - self._frame_start, end
             if size > self.max_frame_bytes:
                 raise self._too_large(size)
+            self.frames += 1
             yield frame
         if self.pending_bytes > self.max_frame_bytes:
             raise self._too_large(self.pending_bytes)

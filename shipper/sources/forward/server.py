@@ -4,6 +4,13 @@ Each connection is read, decoded and delivered in turn, so a slow ``deliver`` (a
 stops reading from that client and TCP pushes back. Every frame completed by one read is
 delivered in one ``deliver`` call; the ``{"ack": chunk}`` replies for those frames are sent only
 after it returns. Bad input closes only the connection it came on.
+
+Hostile peers are bounded in number and time: at most ``max_connections`` connections, of which
+``max_connections_per_peer`` from one remote IP; with ``shared_key`` a connection holds only a
+small PING buffer until its PING passes, within ``handshake_timeout_secs``; afterwards a frame
+decoder (a slot of the ``max_buffered_bytes`` budget) is taken only while a frame is in progress,
+and a connection that completes no frame for ``idle_timeout_secs`` (or stalls mid-frame for
+``frame_timeout_secs``) is closed. Refusals are counted by reason and logged at a bounded rate.
 """
 
 from __future__ import annotations
@@ -19,9 +26,20 @@ from shipper.event import Event
 from shipper.metrics import BYTES_RECEIVED, EVENTS_RECEIVED, FORWARD_CONNECTIONS, INPUT_ERRORS
 from shipper.sources.base import Deliver
 from shipper.sources.forward.config import ForwardSourceConfig, parse_address
-from shipper.sources.forward.errors import AUTH_FAILED, OVERLOADED, TRUNCATED, ForwardDecodeError
-from shipper.sources.forward.handshake import answer_ping, encode_helo, new_nonce
+from shipper.sources.forward.errors import (
+    AUTH_FAILED,
+    CONNECTION_LIMIT,
+    FRAME_TIMEOUT,
+    HANDSHAKE_TIMEOUT,
+    IDLE_TIMEOUT,
+    OVERLOADED,
+    PEER_LIMIT,
+    TRUNCATED,
+    ForwardDecodeError,
+)
+from shipper.sources.forward.handshake import PingReader, answer_ping, encode_helo, new_nonce, refuse_ping
 from shipper.sources.forward.protocol import UNPACKER_BUFFER_BYTES, FrameDecoder, decode_message, encode_ack
+from shipper.sources.forward.refusals import Refusals
 
 log = logging.getLogger("shipper.sources.forward")
 
@@ -31,9 +49,9 @@ _READ_BYTES = 64 * 1024
 @dataclass(eq=False, slots=True)
 class _Connection:
     task: asyncio.Task[Any]
-    peer: str
+    peer: str  # host:port, for logs
+    host: str  # the remote IP, for the per-peer cap
     in_flight: bool = False
-    nonce: bytes | None = None  # set until the client's PING passed
     pending: int = 0  # memory held for an unfinished frame (decoder buffer included)
     has_slot: bool = False  # holds one of the decoder slots of the memory budget
 
@@ -48,6 +66,8 @@ class ForwardSource:
         self.host, self.port = parse_address(config.address)
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
+        self._per_host: Counter[str] = Counter()
+        self._refusals = Refusals(name, log)
         self._stopping = False
         self._events_received = EVENTS_RECEIVED.labels(name)
         self._bytes_received = BYTES_RECEIVED.labels(name)
@@ -79,20 +99,28 @@ class ForwardSource:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self._server.wait_closed()
         self._server = None
+        self._refusals.log.flush()
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = _format_peer(writer.get_extra_info("peername"))
+        cfg = self.config
+        peername = writer.get_extra_info("peername")
+        peer = _format_peer(peername)
+        host = peername[0] if isinstance(peername, tuple) and peername else peer
         task = asyncio.current_task()
-        if self._stopping or task is None or len(self._connections) >= self.config.max_connections:
-            if not self._stopping:
-                log.warning(
-                    "forward source %r: refusing connection from %s, max_connections=%d reached",
-                    self.name, peer, self.config.max_connections,
-                )
+        refusal = None
+        if len(self._connections) >= cfg.max_connections:
+            refusal = CONNECTION_LIMIT, f"max_connections={cfg.max_connections} reached"
+        elif self._per_host[host] >= cfg.max_connections_per_peer:
+            refusal = PEER_LIMIT, f"max_connections_per_peer={cfg.max_connections_per_peer} reached"
+        if self._stopping or task is None or refusal is not None:
+            if refusal is not None and not self._stopping:
+                reason, detail = refusal
+                self._refusals.refuse(reason, peer, detail)
             writer.close()
             return
-        conn = _Connection(task, peer)
+        conn = _Connection(task, peer, host)
         self._connections.add(conn)
+        self._per_host[host] += 1
         self._open_connections.inc()
         try:
             await self._serve(conn, reader, writer)
@@ -100,41 +128,89 @@ class ForwardSource:
             if not self._stopping:
                 raise
         except (ConnectionError, TimeoutError) as exc:
-            log.info("forward source %r: connection from %s ended: %r", self.name, peer, exc)
+            self._refusals.log.warning("ended", f"connection from {peer} ended: {exc!r}")
         except Exception:
             log.exception("forward source %r: unexpected error on connection from %s", self.name, peer)
         finally:
             self._set_pending(conn, 0)
             self._release_slot(conn)
             self._connections.discard(conn)
+            self._per_host[host] -= 1
+            if not self._per_host[host]:
+                del self._per_host[host]
             self._open_connections.dec()
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
+    async def _handshake(
+        self, conn: _Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str
+    ) -> bytes | None:
+        """HELO, then the client's PING within the deadline: the bytes after the PING, None if refused."""
+        cfg = self.config
+        nonce = new_nonce()
+        ping = PingReader()
+        frame: Any = None
+        rest = b""
+        try:
+            async with asyncio.timeout(cfg.handshake_timeout_secs):
+                writer.write(encode_helo(nonce, cfg.keepalive))
+                await writer.drain()
+                while True:
+                    data = await reader.read(ping.room)
+                    if not data:
+                        return None
+                    self._bytes_received.inc(len(data))
+                    got = ping.feed(data)
+                    if got is not None:
+                        frame, rest = got
+                        break
+        except TimeoutError:
+            detail = f"no valid PING within handshake_timeout_secs={cfg.handshake_timeout_secs:g}"
+            self._refusals.refuse(HANDSHAKE_TIMEOUT, conn.peer, detail)
+            return None
+        except ValueError as exc:
+            pong = refuse_ping(str(exc))
+        else:
+            pong = answer_ping(frame, nonce, key, cfg.self_hostname)
+        writer.write(pong.reply)
+        if not pong.ok:
+            INPUT_ERRORS.labels(self.name, AUTH_FAILED).inc()
+            self._refusals.refuse(AUTH_FAILED, conn.peer, pong.reason)
+            return None
+        await writer.drain()
+        return rest
+
     async def _serve(
         self, conn: _Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         cfg = self.config
-        decoder = FrameDecoder(cfg.max_frame_bytes)
+        rest = b""
         if cfg.shared_key is not None:
-            conn.nonce = new_nonce()
-            writer.write(encode_helo(conn.nonce, cfg.keepalive))
-            await writer.drain()
+            after_ping = await self._handshake(conn, reader, writer, cfg.shared_key)
+            if after_ping is None:
+                return
+            rest = after_ping
+        decoder = FrameDecoder(cfg.max_frame_bytes)
+        loop = asyncio.get_running_loop()
+        idle = cfg.idle_timeout_secs
+        idle_deadline = None if idle is None else loop.time() + idle
         while not self._stopping:
-            # Inside a frame, a client that stops sending would hold its decoder slot forever.
-            timeout = cfg.frame_timeout_secs if conn.has_slot else cfg.idle_timeout_secs
-            if timeout is None:
-                data = await reader.read(_READ_BYTES)
+            frames_before = decoder.frames
+            if rest:
+                data, rest = rest, b""
             else:
+                # Mid-frame, a stalled client would hold its decoder slot: it gets frame_timeout_secs.
+                mid_frame = decoder.pending_bytes > 0
+                deadline = idle_deadline
+                if mid_frame:
+                    stall = loop.time() + cfg.frame_timeout_secs
+                    deadline = stall if deadline is None else min(deadline, stall)
                 try:
-                    async with asyncio.timeout(timeout):
+                    async with asyncio.timeout_at(deadline):
                         data = await reader.read(_READ_BYTES)
                 except TimeoutError:
-                    if not conn.has_slot:
-                        raise
-                    detail = f"no data for {timeout:.0f}s {decoder.pending_bytes} bytes into a frame"
-                    self._reject(conn, ForwardDecodeError(TRUNCATED, detail))
+                    self._time_out(conn, decoder.pending_bytes, idle_deadline)
                     return
             if not data:
                 if decoder.pending_bytes:
@@ -163,6 +239,21 @@ class ForwardSource:
                 self._reject(conn, error)
                 return
             await writer.drain()
+            if idle is not None and decoder.frames != frames_before:
+                idle_deadline = loop.time() + idle
+
+    def _time_out(self, conn: _Connection, pending_bytes: int, idle_deadline: float | None) -> None:
+        cfg = self.config
+        if not pending_bytes:
+            detail = f"no frame for idle_timeout_secs={cfg.idle_timeout_secs:g}"
+            self._refusals.refuse(IDLE_TIMEOUT, conn.peer, detail)
+            return
+        if idle_deadline is not None and asyncio.get_running_loop().time() >= idle_deadline:
+            detail = f"no complete frame for idle_timeout_secs={cfg.idle_timeout_secs:g}"
+        else:
+            detail = f"no data for frame_timeout_secs={cfg.frame_timeout_secs:g}"
+        INPUT_ERRORS.labels(self.name, TRUNCATED).inc()
+        self._refusals.refuse(FRAME_TIMEOUT, conn.peer, f"{detail}, {pending_bytes} bytes into a frame")
 
     def _set_pending(self, conn: _Connection, pending: int) -> None:
         self._buffered += pending - conn.pending
@@ -182,13 +273,6 @@ class ForwardSource:
         cfg = self.config
         try:
             for frame in decoder.feed(data):
-                if conn.nonce is not None and cfg.shared_key is not None:
-                    pong = answer_ping(frame, conn.nonce, cfg.shared_key, cfg.self_hostname)
-                    writer.write(pong.reply)
-                    if not pong.ok:
-                        return events, acks, ForwardDecodeError(AUTH_FAILED, pong.reason)
-                    conn.nonce = None
-                    continue
                 msg = decode_message(frame, self.name, max_bytes=cfg.max_frame_bytes)
                 if msg.skipped:
                     self._count_skipped(conn, msg.tag, msg.skipped)
@@ -227,16 +311,16 @@ class ForwardSource:
 
     def _reject(self, conn: _Connection, error: ForwardDecodeError) -> None:
         INPUT_ERRORS.labels(self.name, error.reason).inc()
-        log.warning("forward source %r: closing connection from %s: %s", self.name, conn.peer, error)
+        self._refusals.log.warning(error.reason, f"closed connection from {conn.peer}: {error}")
 
     def _count_skipped(self, conn: _Connection, tag: str, skipped: list[str]) -> None:
         reasons = Counter(skipped)
         for reason, n in reasons.items():
             INPUT_ERRORS.labels(self.name, reason).inc(n)
-        log.warning(
-            "forward source %r: skipped %d entr%s with tag %r from %s: %s",
-            self.name, len(skipped), "y" if len(skipped) == 1 else "ies", tag, conn.peer,
-            ", ".join(f"{reason}={n}" for reason, n in reasons.items()),
+        self._refusals.log.warning(
+            "skipped_entries",
+            f"skipped {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} with tag {tag!r} from "
+            f"{conn.peer}: " + ", ".join(f"{reason}={n}" for reason, n in reasons.items()),
         )
 
 
