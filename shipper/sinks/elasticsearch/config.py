@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from shipper.sinks._common.config import SinkConfigBase
 from shipper.sinks._common.http import HttpAuthConfig, TlsConfig
+from shipper.sinks.elasticsearch.names import (
+    DEFAULT_INDICES_PER_POD,
+    DEFAULT_MAX_INDICES,
+    INVALID_INDEX_CHARS,
+    INVALID_LEAD,
+    MAX_INDEX_BYTES,
+)
 
 DEFAULT_INDEX = "ecvi-logs-%Y.%m.%d"
 DEFAULT_DATA_STREAM = "ecvi-logs"
 
 _VARIABLE = re.compile(r"%.|\{\{[^}]*\}\}")
+_FIELD = re.compile(r"\{\{[^}]*\}\}")
+_DIRECTIVE = re.compile(r"%.")
 
 
 class ElasticsearchSinkConfig(SinkConfigBase):
@@ -25,7 +35,8 @@ class ElasticsearchSinkConfig(SinkConfigBase):
     index: str = Field(
         DEFAULT_INDEX,
         description="Index name; strftime fields use the event's UTC time and '{{ field }}' templates "
-        "the event's fields (rendered in lower case). In data_stream mode: the data stream name "
+        "the event's fields (lower-cased, characters Elasticsearch forbids as '_', a leading - _ + . dropped, "
+        "at most max_indices distinct per hour). In data_stream mode: the data stream name "
         f"(default {DEFAULT_DATA_STREAM}).",
     )
     mode: Literal["index", "data_stream"] = Field("index", description="Daily indices or a data stream.")
@@ -37,6 +48,16 @@ class ElasticsearchSinkConfig(SinkConfigBase):
     )
     template_priority: int = Field(
         200, ge=0, description="Priority of the index template (above the built-in logs-*-* at 100)."
+    )
+    max_indices: int = Field(
+        DEFAULT_MAX_INDICES, ge=1,
+        description="When 'index' has '{{ field }}' parts: distinct values of them per hour before events "
+        "go to the overflow index (the template with every field '__overflow__').",
+    )
+    max_indices_per_pod: int = Field(
+        DEFAULT_INDICES_PER_POD, ge=1,
+        description="Of those, how many new ones one pod (or, without pod metadata, one source) may "
+        "bring per hour; its further ones go to the overflow index, nobody else's.",
     )
     compression: Literal["none", "gzip"] = Field("none", description="Compress bulk request bodies.")
     ilm_policy: str | None = Field(
@@ -50,6 +71,22 @@ class ElasticsearchSinkConfig(SinkConfigBase):
     )
     auth: HttpAuthConfig | None = None
     tls: TlsConfig | None = None
+
+    @field_validator("index")
+    @classmethod
+    def _valid_index_name(cls, v: str) -> str:
+        """The operator's literal text must already be valid: only field values are cleaned."""
+        literal = _FIELD.sub("", v)
+        fields = len(_FIELD.findall(v))
+        bad = sorted(set(INVALID_INDEX_CHARS.findall(_DIRECTIVE.sub("", literal))))
+        if bad:
+            raise ValueError(f"Elasticsearch index names cannot hold {bad} (nor \\ / * ? \" < > | space , # :)")
+        if v[:1] and v[0] in INVALID_LEAD:
+            raise ValueError(f"Elasticsearch index names cannot start with '-', '_', '+' or '.': {v!r}")
+        size = len(time.strftime(literal, time.gmtime(0)).encode("utf-8")) + fields
+        if size > MAX_INDEX_BYTES:
+            raise ValueError(f"index name is longer than {MAX_INDEX_BYTES} bytes")
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> ElasticsearchSinkConfig:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -11,10 +10,8 @@ from typing import Any
 import orjson
 
 from shipper.event import Event
-from shipper.templates import is_template, render
+from shipper.sinks.elasticsearch.names import DEFAULT_INDICES_PER_POD, DEFAULT_MAX_INDICES, IndexNamer
 
-_DATE_ONLY = set("YmdyjFbBhaAGgCVUWuwD%")
-_DIRECTIVE = re.compile(r"%(.)")
 _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
@@ -51,21 +48,6 @@ def iso_ms(ts_ns: int) -> str:
     return _second(secs) + _MILLIS[ms]
 
 
-def _granularity(pattern: str) -> int:
-    """Seconds over which ``strftime(pattern)`` cannot change (a day for date-only patterns)."""
-    directives = set(_DIRECTIVE.findall(pattern))
-    if directives <= _DATE_ONLY:
-        return 86_400
-    if directives <= _DATE_ONLY | {"H", "I", "p"}:
-        return 3_600
-    return 1
-
-
-@lru_cache(maxsize=4096)
-def _strftime_bucket(pattern: str, bucket: int, granularity: int) -> str:
-    return time.strftime(pattern, time.gmtime(bucket * granularity))
-
-
 def build_document(event: Event) -> dict[str, Any]:
     """The record's fields plus ``@timestamp`` (event time, ms) and ``kubernetes.*`` metadata."""
     doc = dict(event.record)
@@ -80,22 +62,16 @@ def build_document(event: Event) -> dict[str, Any]:
 class BulkEncoder:
     """Encodes batches for one sink's ``index`` setting (daily indices or a data stream name)."""
 
-    def __init__(self, index: str, data_stream: bool = False) -> None:
+    def __init__(self, index: str, data_stream: bool = False, *, max_indices: int = DEFAULT_MAX_INDICES,
+                 max_indices_per_pod: int | None = DEFAULT_INDICES_PER_POD, sink: str = "") -> None:
         self.index = index
-        self._dated = "%" in index and not data_stream
-        self._templated = is_template(index)
-        self._granularity = _granularity(index) if self._dated else 1
+        self.names = IndexNamer(index, data_stream, max_indices=max_indices,
+                                max_indices_per_pod=max_indices_per_pod, sink=sink)
         self._prefixes: dict[str, bytes] = {}
 
     def index_for(self, event: Event) -> str:
-        """The index (or data stream) ``event`` goes to."""
-        name = self.index
-        if self._dated:
-            g = self._granularity
-            name = _strftime_bucket(name, event.ts_ns // 1_000_000_000 // g, g)
-        if self._templated:
-            name = render(name, event).lower()
-        return name
+        """The index (or data stream) ``event`` goes to (see :mod:`~shipper.sinks.elasticsearch.names`)."""
+        return self.names.index_for(event)
 
     def _action_prefix(self, index: str) -> bytes:
         prefix = self._prefixes.get(index)
@@ -108,6 +84,7 @@ class BulkEncoder:
     def encode(self, events: list[Event]) -> BulkBatch:
         """One ``create`` per event with ``_id = event.id``, so a resent event is not indexed twice."""
         batch = BulkBatch()
+        self.names.refresh()
         ok_events, lines = batch.events, batch.lines
         dumps = orjson.dumps
         for event in events:

@@ -36,7 +36,9 @@ class ElasticsearchSink(Sink):
 
     def __init__(self, name: str, config: ElasticsearchSinkConfig, data_dir: str) -> None:
         super().__init__(name, config, data_dir)
-        self.encoder = BulkEncoder(config.index, data_stream=config.mode == "data_stream")
+        self.encoder = BulkEncoder(config.index, data_stream=config.mode == "data_stream",
+                                   max_indices=config.max_indices,
+                                   max_indices_per_pod=config.max_indices_per_pod, sink=name)
         self.template_name = config.effective_template_name
         self.template = index_template(
             config.index_pattern, data_stream=config.mode == "data_stream", priority=config.template_priority,
