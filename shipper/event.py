@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any
 
 import msgpack
 import orjson
+
+from shipper import metrics
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+# orjson reads objects 1024 deep but writes only 254; sinks and dead letters wrap a record in a
+# few more levels. A record deeper than this is kept as text.
+MAX_RECORD_DEPTH = 200
+_DEEP_MIN_CHARS = 2 * MAX_RECORD_DEPTH  # an opening and a closing bracket per level
 
 
 class Event:
@@ -16,7 +26,10 @@ class Event:
     ``raw`` the original payload line as it was written, ``ts_ns`` the event time in nanoseconds
     since the epoch (UTC), and ``meta`` where it came from: ``source`` (component name), ``file``
     and ``offset`` or ``tag``, ``kubernetes`` (namespace/pod/container/container_id), ``id``
-    (a stable id used for deduplication downstream), and flags such as ``truncated``.
+    (a stable id used for deduplication downstream), and flags such as ``truncated`` and
+    ``repaired`` (what was changed so the event can be delivered: ``time_out_of_range`` when the
+    time does not fit int64 nanoseconds and the read time replaced it, ``too_deep`` when an object
+    nests deeper than :data:`MAX_RECORD_DEPTH` and is kept as text, ``unpackable``).
 
     ``derived`` is True while ``record`` is exactly what :func:`record_from_payload` makes of
     ``raw``: the buffer then stores only ``raw``, and the record is parsed again only if a sink
@@ -35,14 +48,52 @@ class Event:
     ) -> None:
         self._record = record
         self.raw = raw
-        self.ts_ns = ts_ns
         self.meta = {} if meta is None else meta
         self.derived = derived or record is None
+        # Every source makes its events here, so no event holds a time a sink cannot encode.
+        if not (type(ts_ns) is int and -0x8000000000000000 <= ts_ns <= 0x7FFFFFFFFFFFFFFF):
+            ts_ns = self._repair_time(ts_ns)
+        self.ts_ns = ts_ns
+        # A record given here (a lazily parsed one is checked when parsed) is checked for depth
+        # only when the raw line holds enough brackets to be that deep.
+        if record is not None and len(raw) > _DEEP_MIN_CHARS and _bracket_count(raw) > MAX_RECORD_DEPTH:
+            self._repair_depth(record)
+
+    def _repair_time(self, ts_ns: object) -> int:
+        if type(ts_ns) is float and INT64_MIN <= ts_ns <= INT64_MAX:  # NaN fails the comparison
+            return int(ts_ns)
+        self.repaired("time_out_of_range")
+        return time.time_ns()
+
+    def _repair_depth(self, record: dict[str, Any]) -> None:
+        if len(record) == 1 and record.get("message") is self.raw:
+            # Already the text form (record_from_payload's): flag it if depth was the reason.
+            obj = _object_of(self.raw)
+            if obj is not None and _deeper_than(obj, MAX_RECORD_DEPTH):
+                self.repaired("too_deep")
+        elif _deeper_than(record, MAX_RECORD_DEPTH):
+            self._record = {"message": self.raw}
+            self.repaired("too_deep")
+
+    def repaired(self, reason: str) -> None:
+        """Flag this event as changed so it can be delivered (``meta["repaired"]``) and count it."""
+        done = self.meta.get("repaired") or []
+        if reason in done:
+            return
+        self.meta["repaired"] = [*done, reason]  # a new list: copies of this event share ``meta`` values
+        source = self.meta.get("source")
+        metrics.EVENTS_REPAIRED.labels(f"source:{source}" if source else "event", reason).inc()
 
     @property
     def record(self) -> dict[str, Any]:
         if self._record is None:
-            self._record = record_from_payload(self.raw)
+            rec = _object_of(self.raw)
+            if rec is None:
+                rec = {"message": self.raw}
+            elif _too_deep(self.raw, rec):
+                rec = {"message": self.raw}
+                self.repaired("too_deep")
+            self._record = rec
         return self._record
 
     @record.setter
@@ -101,28 +152,98 @@ def lookup_path(record: dict[str, Any], meta: dict[str, Any], parts: tuple[str, 
 
 
 def record_from_payload(payload: str) -> dict[str, Any]:
-    """A JSON object payload becomes its fields; anything else becomes ``{"message": payload}``."""
-    if payload[:1] == "{":
-        try:
-            obj = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return {"message": payload}
-        if isinstance(obj, dict):
-            return obj
-    return {"message": payload}
+    """A JSON object payload becomes its fields; anything else becomes ``{"message": payload}``.
+
+    So does an object nested deeper than :data:`MAX_RECORD_DEPTH`, which no sink could encode.
+    """
+    obj = _object_of(payload)
+    if obj is None or _too_deep(payload, obj):
+        return {"message": payload}
+    return obj
 
 
-def pack_events(events: list[Event]) -> bytes:
-    """Serialise a batch of events for the disk buffer (a derived record is not stored)."""
-    return msgpack.packb(
-        [(None if e.derived else e._record, e.raw, e.ts_ns, e.meta) for e in events],
-        use_bin_type=True, default=str,
+def _object_of(payload: str) -> dict[str, Any] | None:
+    """The JSON object ``payload`` holds, or None."""
+    if payload[:1] != "{":
+        return None
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _bracket_count(text: str) -> int:
+    return text.count("{") + text.count("[")
+
+
+def _too_deep(payload: str, obj: dict[str, Any]) -> bool:
+    """Whether ``obj`` (parsed from ``payload``) nests too deep; walked only if the text could."""
+    return (
+        len(payload) > _DEEP_MIN_CHARS
+        and _bracket_count(payload) > MAX_RECORD_DEPTH
+        and _deeper_than(obj, MAX_RECORD_DEPTH)
     )
 
 
+def _deeper_than(obj: Any, limit: int) -> bool:
+    """Whether dicts and lists nest more than ``limit`` levels (iterative: no recursion limit)."""
+    stack = [(obj, 1)]
+    while stack:
+        cur, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in cur.values() if isinstance(cur, dict) else cur:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
+
+
+def pack_events(events: list[Event]) -> bytes:
+    """Serialise a batch of events for the disk buffer (a derived record is not stored).
+
+    A value msgpack cannot hold costs only its own event, which is stored in a JSON-safe form.
+    """
+    try:
+        return _packb([(None if e.derived else e._record, e.raw, e.ts_ns, e.meta) for e in events])
+    except (TypeError, ValueError, OverflowError):
+        pass
+    packer = msgpack.Packer(use_bin_type=True)
+    return packer.pack_array_header(len(events)) + b"".join(_pack_one(e) for e in events)
+
+
+def _packb(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def _pack_one(e: Event) -> bytes:
+    try:
+        return _packb((None if e.derived else e._record, e.raw, e.ts_ns, e.meta))
+    except (TypeError, ValueError, OverflowError):
+        pass
+    e.repaired("unpackable")
+    raw = e.raw.encode("utf-8", "replace").decode("utf-8")
+    record = None if e.derived else _json_safe(e._record, {"message": raw})
+    meta = _json_safe(e.meta, {str(k): v if k == "repaired" else str(v) for k, v in e.meta.items()})
+    return _packb((record, raw, e.ts_ns, meta))
+
+
+def _json_safe(value: Any, fallback: dict[str, Any]) -> Any:
+    """``value`` through JSON (unknown types as text), or ``fallback`` if even that fails."""
+    try:
+        return orjson.loads(orjson.dumps(value, default=str))
+    except (TypeError, orjson.JSONEncodeError):
+        return fallback
+
+
 def unpack_events(data: bytes) -> list[Event]:
-    """Inverse of :func:`pack_events`."""
-    return [
-        Event(r, raw, ts, meta)
-        for r, raw, ts, meta in msgpack.unpackb(data, raw=False, strict_map_key=False)
-    ]
+    """Inverse of :func:`pack_events`; stored events were checked when made, so not again here."""
+    out = []
+    new = Event.__new__
+    for r, raw, ts, meta in msgpack.unpackb(data, raw=False, strict_map_key=False):
+        e = new(Event)
+        e._record, e.raw, e.meta, e.derived = r, raw, meta, r is None
+        # A buffer written before times were checked may hold one that is out of range.
+        e.ts_ns = ts if type(ts) is int and INT64_MIN <= ts <= INT64_MAX else e._repair_time(ts)
+        out.append(e)
+    return out

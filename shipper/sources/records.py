@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from functools import lru_cache
@@ -58,7 +59,10 @@ def record_time_ns(record: dict[str, Any]) -> int | None:
                 return ns
         elif isinstance(v, int | float) and not isinstance(v, bool):
             # Seconds, milliseconds, micro- or nanoseconds since the epoch, told apart by magnitude.
+            # A value out of the int64 ns range is kept here; the Event replaces it and counts it.
             x = abs(v)
+            if x != x or x == math.inf:  # NaN or infinity (possible from msgpack): no time at all
+                continue
             if x < 1e11:
                 return int(v * 1_000_000_000)
             if x < 1e14:
