@@ -108,7 +108,7 @@ class IndexNamer:
         self._templated = is_template(pattern)
         self._granularity = _granularity(pattern) if self._dated else 1
         self._paths = [tuple(p.split(".")) for p in compile_template(pattern)[1]]
-        self.guard = guard or NameGuard(max_indices, max_indices_per_pod)
+        self.guard = guard if guard is not None else NameGuard(max_indices, max_indices_per_pod)
         self._names: dict[tuple[Any, ...], tuple[str, bool]] = {}
         self.overflowed = 0
         """Events sent to the overflow index since start."""
