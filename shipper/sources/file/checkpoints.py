@@ -10,11 +10,27 @@ from typing import Any
 
 import orjson
 
+from shipper.sources.file.paths import display_path
+
 log = logging.getLogger("shipper.sources.file")
 
 
+def entry_path(entry: dict[str, Any]) -> str:
+    """The path an entry was written for, exactly (its name need not be UTF-8)."""
+    raw = entry.get("path_hex")
+    if isinstance(raw, str):
+        try:
+            return os.fsdecode(bytes.fromhex(raw))
+        except ValueError:
+            pass
+    return str(entry["path"])
+
+
 class CheckpointStore:
-    """A JSON file of ``{"dev:ino": {"path", "fp", "offset", "gen"}}``, replaced atomically."""
+    """A JSON file of ``{"dev:ino": {"path", "fp", "offset", "gen"}}``, replaced atomically.
+
+    ``path`` is shown as UTF-8; a name with other bytes also keeps them, hex-encoded, in ``path_hex``.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -33,7 +49,10 @@ class CheckpointStore:
         return self.entries.get(key)
 
     def set(self, key: str, path: str, fp: int, offset: int, gen: int) -> None:
-        self.entries[key] = {"path": path, "fp": fp, "offset": offset, "gen": gen}
+        entry: dict[str, Any] = {"path": display_path(path), "fp": fp, "offset": offset, "gen": gen}
+        if entry["path"] != path:  # a name that is not UTF-8: keep its exact bytes too
+            entry["path_hex"] = os.fsencode(path).hex()
+        self.entries[key] = entry
         self._dirty = True
 
     def mark_closed(self, key: str) -> None:

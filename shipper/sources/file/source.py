@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import glob
 import logging
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from fnmatch import fnmatch
@@ -15,10 +15,12 @@ from pathlib import Path
 from shipper import metrics
 from shipper.event import Event
 from shipper.sources.base import Deliver
-from shipper.sources.file.checkpoints import CheckpointStore
+from shipper.sources.file.checkpoints import CheckpointStore, entry_path
 from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.file.kubernetes import metadata_from_path
-from shipper.sources.file.opener import FileOpener, Opened
+from shipper.sources.file.opener import FileOpener, NotRegular, Opened, open_regular
+from shipper.sources.file.paths import display_path, expand
+from shipper.sources.file.skipped import SkippedPaths
 from shipper.sources.file.tailer import Tailer, fingerprint
 
 log = logging.getLogger("shipper.sources.file")
@@ -45,6 +47,7 @@ class FileSource:
         self._closed_at: dict[str, float] = {}
         self._opener: FileOpener | None = None
         self._pending: list[Opened] = []
+        self._skipped = SkippedPaths(name)
 
     # -- discovery ------------------------------------------------------------------------------
 
@@ -52,11 +55,14 @@ class FileSource:
         seen: set[str] = set()
         out: list[str] = []
         for pattern in self.cfg.include:
-            for p in sorted(glob.glob(pattern, recursive=True)):
+            for p in expand(pattern, self._note_loop):
                 if p not in seen and not any(fnmatch(p, ex) for ex in self.cfg.exclude):
                     seen.add(p)
                     out.append(p)
         return out
+
+    def _note_loop(self, path: str) -> None:
+        self._skipped.note(path, "loop")
 
     def discover(self) -> None:
         """Adopt files the opener found, notice rotated ones, and (first time) reopen rotated files
@@ -64,7 +70,7 @@ class FileSource:
         now = time.monotonic()
         wall = time.time()
         if self._opener is None:
-            self._opener = FileOpener(self._matches, self.cfg.glob_interval_secs)
+            self._opener = FileOpener(self._matches, self.cfg.glob_interval_secs, self._skipped)
             self._opener.scan()  # the first scan in line, so read_from applies to what exists now
             self._opener.start()
         by_path = {t.path: t for t in self.tailers.values() if t.rotated_at is None}
@@ -99,12 +105,12 @@ class FileSource:
 
     def _mark_rotated(self, t: Tailer, now: float) -> None:
         t.rotated_at = now
-        log.info("%s: rotated or removed; reading the old file to its end", t.path)
+        log.info("%s: rotated or removed; reading the old file to its end", display_path(t.path))
         self._adopt_rotated_siblings(t.path)
 
     def _rotated_names(self, path: str) -> Iterator[tuple[str, os.stat_result]]:
-        """Files beside ``path`` named after it (``app.log.1``, ``0.log.20250101-...``), uncompressed
-        and not excluded, with their stat."""
+        """Regular files beside ``path`` named after it (``app.log.1``, ``0.log.20250101-...``),
+        uncompressed and not excluded, with their stat."""
         directory, base = os.path.split(path)
         try:
             names = os.listdir(directory or ".")
@@ -117,9 +123,11 @@ class FileSource:
             if any(fnmatch(candidate, ex) for ex in self.cfg.exclude):
                 continue
             try:
-                yield candidate, os.stat(candidate)
+                st = os.stat(candidate)
             except OSError:
                 continue
+            if stat.S_ISREG(st.st_mode):
+                yield candidate, st
 
     def _adopt_rotated_siblings(self, path: str) -> None:
         """Files rotated in and out between two scans (``app.log.1``, ``app.log.2`` ...): a file
@@ -132,31 +140,31 @@ class FileSource:
             entry = self.store.get(key)
             if entry is not None and entry.get("closed"):
                 continue
-            self._open(path, st.st_dev, st.st_ino, rotated=True, real_path=candidate)
+            self._open(path, st, rotated=True, real_path=candidate)
 
     def _reopen_rotated(self) -> None:
         """After a restart, find files renamed away before their checkpoint reached the end."""
         for key, entry in list(self.store.entries.items()):
             if key in self.tailers or entry.get("closed"):
                 continue
-            path = entry["path"]
+            path = entry_path(entry)
             for candidate, st in self._rotated_names(path):
                 if f"{st.st_dev}:{st.st_ino}" == key:
-                    log.info("%s: resuming rotated file %s from offset %d", path, candidate, entry["offset"])
-                    self._open(path, st.st_dev, st.st_ino, rotated=True, real_path=candidate)
+                    log.info("%s: resuming rotated file %s from offset %d", display_path(path),
+                             display_path(candidate), entry["offset"])
+                    self._open(path, st, rotated=True, real_path=candidate)
                     break
 
-    def _open(self, path: str, dev: int, ino: int, rotated: bool, real_path: str | None = None) -> None:
+    def _open(self, path: str, st: os.stat_result, rotated: bool, real_path: str | None = None) -> None:
         """Open a file the opener does not know (a rotated name found after a restart)."""
         try:
-            fd = os.open(real_path or path, os.O_RDONLY)
-        except OSError as exc:
-            log.warning("%s: cannot open (%s)", real_path or path, exc.strerror)
+            fd = open_regular(real_path or path, st)
+        except NotRegular as exc:
+            log.warning("%s: cannot open (%s)", display_path(real_path or path), exc.reason)
             return
-        st = os.fstat(fd)
-        if (st.st_dev, st.st_ino) != (dev, ino):
-            os.close(fd)
+        if fd is None:
             return
+        dev, ino = st.st_dev, st.st_ino
         if self._opener is not None:
             self._opener.hold(f"{dev}:{ino}")
         if not self._adopt(Opened(path, fd, dev, ino), rotated):
@@ -175,14 +183,14 @@ class FileSource:
             offset, gen = size, 0
         else:
             offset, gen = 0, 0
-        k8s = metadata_from_path(o.path) if self.cfg.kubernetes_metadata else None
+        k8s = metadata_from_path(display_path(o.path)) if self.cfg.kubernetes_metadata else None
         t = Tailer(self.name, o.path, o.fd, o.dev, o.ino, fp, offset, gen, self.cfg, self.node, k8s)
         if rotated:
             t.rotated_at = time.monotonic()
         self.tailers[o.key] = t
         self._closed_at.pop(o.key, None)
         self.store.set(o.key, o.path, fp, offset, gen)
-        log.info("%s: tailing from offset %d", o.path, offset)
+        log.info("%s: tailing from offset %d", display_path(o.path), offset)
         return True
 
     # -- the loop -------------------------------------------------------------------------------
@@ -243,7 +251,7 @@ class FileSource:
                 continue
             if now - max(t.last_growth, t.rotated_at) < self.cfg.rotate_wait_secs:
                 continue
-            log.info("%s: finished the rotated file at offset %d", t.path, t.offset)
+            log.info("%s: finished the rotated file at offset %d", display_path(t.path), t.offset)
             t.close()
             del self.tailers[key]
             if self._opener is not None:

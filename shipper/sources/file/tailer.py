@@ -15,6 +15,7 @@ from shipper.event import Event
 from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.file.formats import PARSERS, FormatError
 from shipper.sources.file.multiline import LineGrouper
+from shipper.sources.file.paths import display_path
 from shipper.sources.records import parse_rfc3339_ns, record_from_payload, record_time_ns
 
 log = logging.getLogger("shipper.sources.file")
@@ -67,7 +68,8 @@ class Tailer:
         self._group_stream: str | None = None
         self._group_truncated = False
         self._group_bytes = 0
-        self._meta_base: dict[str, Any] = {"source": source, "file": path}
+        self.shown = display_path(path)
+        self._meta_base: dict[str, Any] = {"source": source, "file": self.shown}
         if kubernetes:
             self._meta_base["kubernetes"] = kubernetes
         self._uid = self._make_uid()
@@ -173,13 +175,13 @@ class Tailer:
             text = text[:-1]
         if truncated:
             metrics.INPUT_ERRORS.labels(self.source, "line_too_long").inc()
-            log.warning("%s: line at offset %d longer than %d bytes, truncated", self.path, off,
+            log.warning("%s: line at offset %d longer than %d bytes, truncated", self.shown, off,
                         self.cfg.max_line_bytes)
         try:
             u = self._parse(text)
         except FormatError as exc:
             metrics.INPUT_ERRORS.labels(self.source, "bad_format").inc()
-            log.warning("%s: skipping line at offset %d: %s", self.path, off, exc)
+            log.warning("%s: skipping line at offset %d: %s", self.shown, off, exc)
             return
         if self._wrapped:
             if self._group or u.partial:
@@ -270,7 +272,7 @@ class Tailer:
                 self.fp = fp
                 return False
         log.warning("%s: truncated (size %d < offset %d or first line changed); reading from the start",
-                    self.path, st.st_size, self.offset)
+                    self.shown, st.st_size, self.offset)
         metrics.INPUT_ERRORS.labels(self.source, "truncated").inc()
         self.gen += 1
         self.offset = 0
