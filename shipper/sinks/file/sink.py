@@ -25,6 +25,11 @@ def encode_line(event: Event, encoding: str) -> bytes:
     ) + b"\n"
 
 
+# What encoding one event can raise: orjson.JSONEncodeError is a TypeError, UnicodeError a ValueError,
+# and gmtime/strftime raise OverflowError or ValueError for a time they cannot represent.
+_ENCODE_ERRORS = (TypeError, ValueError, OverflowError)
+
+
 class FileSink(Sink):
     """Appends each batch with one write per output file (a batch is accepted once written)."""
 
@@ -34,13 +39,11 @@ class FileSink(Sink):
         return time.strftime(self.config.path, time.gmtime(ts_ns // 1_000_000_000))
 
     async def send(self, events: list[Event]) -> SendOutcome:
-        groups: dict[str, list[bytes]] = defaultdict(list)
-        enc = self.config.encoding
-        if "%" in self.config.path:
-            for e in events:
-                groups[self._path_for(e.ts_ns)].append(encode_line(e, enc))
-        else:
-            groups[self.config.path] = [encode_line(e, enc) for e in events]
+        try:
+            groups = self._encode(events)
+            rejected: list[tuple[Event, str]] = []
+        except _ENCODE_ERRORS:
+            groups, rejected = self._encode_each(events)
         total = 0
         for path, lines in groups.items():
             data = b"".join(lines)
@@ -49,7 +52,32 @@ class FileSink(Sink):
                 await asyncio.to_thread(_append, path, data, True)
             else:
                 _append(path, data, False)
-        return SendOutcome.ok(total)
+        return SendOutcome(rejected=rejected, sent_bytes=total)
+
+    def _encode(self, events: list[Event]) -> dict[str, list[bytes]]:
+        """Encoded lines by output path."""
+        groups: dict[str, list[bytes]] = defaultdict(list)
+        enc = self.config.encoding
+        if "%" in self.config.path:
+            for e in events:
+                groups[self._path_for(e.ts_ns)].append(encode_line(e, enc))
+        else:
+            groups[self.config.path] = [encode_line(e, enc) for e in events]
+        return groups
+
+    def _encode_each(self, events: list[Event]) -> tuple[dict[str, list[bytes]], list[tuple[Event, str]]]:
+        """Like :meth:`_encode`, event by event: one that cannot be encoded is rejected alone."""
+        groups: dict[str, list[bytes]] = defaultdict(list)
+        rejected = []
+        for e in events:
+            try:
+                one = self._encode([e])
+            except _ENCODE_ERRORS as exc:
+                rejected.append((e, f"cannot encode: {type(exc).__name__}: {exc}"))
+                continue
+            for path, lines in one.items():
+                groups[path].extend(lines)
+        return groups, rejected
 
     async def healthcheck(self) -> None:
         parent = Path(self._path_for(time.time_ns())).parent

@@ -116,11 +116,19 @@ def test_max_attempts_bounds_retries(tmp_path: Path) -> None:
     assert "gave up after 3 attempts" in entry["reason"]
 
 
-def test_unexpected_exception_does_not_loop_forever(tmp_path: Path) -> None:
+def test_unexpected_exception_on_one_event_is_final_after_one_more_try(tmp_path: Path) -> None:
     sink = ScriptedSink([RuntimeError("bug")] * 100)
     asyncio.run(_run(tmp_path, sink, 1))
-    assert len(sink.calls) == 10
-    assert (tmp_path / "dead_letter" / "scripted.ndjson").exists()
+    assert sink.calls == [[0], [0]]
+    entry = orjson.loads((tmp_path / "dead_letter" / "scripted.ndjson").read_bytes())
+    assert entry["reason"] == "unexpected RuntimeError: bug"
+
+
+def test_unexpected_exception_once_is_retried(tmp_path: Path) -> None:
+    sink = ScriptedSink([RuntimeError("blip")])
+    asyncio.run(_run(tmp_path, sink, 3))
+    assert sorted(sink.accepted) == [0, 1, 2]
+    assert not (tmp_path / "dead_letter" / "scripted.ndjson").exists()
 
 
 def test_metrics_recorded(tmp_path: Path) -> None:
