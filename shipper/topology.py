@@ -1,17 +1,29 @@
-"""Wires sources, transforms, buffers and sink drivers from a config, and runs them."""
+"""Wires sources, transforms, buffers and sink drivers from a config, and runs them.
+
+Start-up either completes or undoes itself and raises :class:`StartupError` with one line naming
+the key at fault. A file source whose task dies is restarted from its saved checkpoints with
+backoff; a hung event loop, a dead source or a sink not (yet) healthy shows on /ready.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shipper import metrics
+from shipper.api.health import HEARTBEAT_INTERVAL_SECS, Health
+from shipper.api.server import describe_bind_error
 from shipper.buffer import DiskBuffer
+from shipper.buffer.disk import BufferClosed
 from shipper.config import ShipperConfig
+from shipper.errors import StartupError
 from shipper.event import Event
 from shipper.sinks._common.driver import SinkDriver
 from shipper.sinks.registry import build_sink
@@ -20,6 +32,11 @@ from shipper.sources.file.source import FileSource
 from shipper.transforms import Transform, build_transform
 
 log = logging.getLogger("shipper")
+
+__all__ = ["DataDirLock", "Health", "Topology", "apply_chain", "routes_for"]
+
+_RESTART_INITIAL_SECS = 1.0
+_RESTART_MAX_SECS = 30.0
 
 Route = tuple[tuple[Transform, ...], list[str]]
 
@@ -46,30 +63,82 @@ def apply_chain(chain: tuple[Transform, ...], events: list[Event]) -> list[Event
     return out
 
 
-@dataclass
-class Health:
-    """What /health and /ready report (read from the API thread)."""
+class DataDirLock:
+    """An exclusive ``flock`` on ``<data_dir>/.lock``: one shipper per data_dir.
 
-    started: bool = False
-    stopping: bool = False
-    sinks: dict[str, bool | None] = field(default_factory=dict)
+    Two shippers on one data_dir would share checkpoints and buffers (the second buffers forever).
+    The holder's pid is written in the file so the refusal can name it. The lock lives as long as
+    the open descriptor, so a crash releases it.
+    """
 
-    def ready(self) -> bool:
-        return self.started and not self.stopping and all(v is True for v in self.sinks.values())
+    def __init__(self, data_dir: Path, fd: int) -> None:
+        self.data_dir = data_dir
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, data_dir: str | Path) -> DataDirLock:
+        """Create ``data_dir`` if needed and lock it; raises :class:`StartupError` naming ``data_dir``."""
+        path = Path(data_dir)
+        usable_directory(path)
+        lock_path = path / ".lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StartupError(f"data_dir: cannot write {lock_path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise StartupError(f"data_dir: {path} is in use by another shipper (pid {holder})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return cls(path, fd)
+
+    def covers(self, data_dir: str | Path) -> bool:
+        """Whether this lock is for ``data_dir`` (the same directory, however spelled)."""
+        return self.data_dir.resolve() == Path(data_dir).resolve()
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+
+def usable_directory(path: Path) -> None:
+    """Create ``path`` if needed; raise :class:`StartupError` naming ``data_dir`` if it is not a writable directory."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise StartupError(f"data_dir: {path} is not a directory") from None
+    except OSError as exc:
+        raise StartupError(f"data_dir: cannot create {path}: {exc.strerror}") from None
+    if not path.is_dir():
+        raise StartupError(f"data_dir: {path} is not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise StartupError(f"data_dir: {path} is not writable")
 
 
 class Topology:
-    """One running pipeline."""
+    """One running pipeline.
 
-    def __init__(self, config: ShipperConfig, health: Health | None = None) -> None:
+    ``lock`` is the data_dir lock when the caller holds it (the runner keeps it across reloads);
+    without one, :meth:`start` takes it and :meth:`stop` releases it.
+    """
+
+    def __init__(self, config: ShipperConfig, health: Health | None = None, lock: DataDirLock | None = None) -> None:
         self.config = config
         self.health = health or Health()
         self.data_dir = Path(config.data_dir)
         self.buffers: dict[str, DiskBuffer] = {}
         self.drivers: dict[str, SinkDriver] = {}
         self.sources: dict[str, Any] = {}
+        self._lock = lock
+        self._own_lock = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._checkpointer: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._stopped = False
 
     def _deliver_for(self, source: str) -> Callable[[list[Event]], Awaitable[None]]:
         routes = routes_for(self.config, source)
@@ -88,48 +157,125 @@ class Topology:
         return deliver
 
     async def start(self) -> None:
-        """Open buffers and sinks first, then sources (so nothing is read with nowhere to go)."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """Open buffers and sinks first, then sources (so nothing is read with nowhere to go).
+
+        On failure everything started is stopped again and :class:`StartupError` is raised.
+        """
+        self.health.started = self.health.stopping = False
+        try:
+            await self._start()
+        except BaseException as exc:
+            await self.stop(timeout=0.1)
+            if isinstance(exc, Exception) and not isinstance(exc, StartupError):
+                raise StartupError(f"start-up failed: {type(exc).__name__}: {_first_line(exc)}") from exc
+            raise
+
+    async def _start(self) -> None:
+        if self._lock is None:
+            self._lock = DataDirLock.acquire(self.data_dir)
+            self._own_lock = True
         for name, scfg in self.config.sinks.items():
             b = scfg.buffer
-            self.buffers[name] = DiskBuffer(
-                self.data_dir / "buffers" / name, name, max_bytes=b.max_bytes, when_full=b.when_full,
-                fsync=b.fsync, segment_bytes=b.segment_bytes,
-            )
-            sink = build_sink(name, scfg, str(self.data_dir))
-            driver = SinkDriver(sink, self.buffers[name], scfg, str(self.data_dir))
-            await driver.start()
+            bdir = self.data_dir / "buffers" / name
+            try:
+                self.buffers[name] = DiskBuffer(
+                    bdir, name, max_bytes=b.max_bytes, when_full=b.when_full, fsync=b.fsync,
+                    segment_bytes=b.segment_bytes,
+                )
+            except OSError as exc:
+                raise StartupError(f"data_dir: cannot open the buffer {bdir}: {exc.strerror or exc}") from None
+            try:
+                sink = build_sink(name, scfg, str(self.data_dir))
+                driver = SinkDriver(sink, self.buffers[name], scfg, str(self.data_dir))
+                await driver.start()
+            except Exception as exc:
+                raise StartupError(f"sinks.{name}: {type(exc).__name__}: {_first_line(exc)}") from None
             self.drivers[name] = driver
         for name, src in self.config.sources.items():
             deliver = self._deliver_for(name)
             if isinstance(src, FileSourceConfig):
-                fs = FileSource(name, src, deliver, self.data_dir)
-                self.sources[name] = fs
-                self._tasks.append(asyncio.create_task(self._guard(name, fs.run()), name=f"source-{name}"))
+                try:
+                    self.sources[name] = FileSource(name, src, deliver, self.data_dir)
+                except OSError as exc:
+                    raise StartupError(f"sources.{name}: cannot read its checkpoints: {exc}") from None
+                self._tasks.append(asyncio.create_task(self._supervise(name, src), name=f"source-{name}"))
             else:
                 from shipper.sources.forward.server import ForwardSource
 
                 fwd = ForwardSource(name, src, deliver)
-                await fwd.start()
+                try:
+                    await fwd.start()
+                except OSError as exc:
+                    raise StartupError(f"sources.{name}.address: {describe_bind_error(src.address, exc)}") from None
                 self.sources[name] = fwd
-        self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="checkpointer")
+                self.health.set_source(name, True)
+                metrics.COMPONENT_UP.labels(f"source:{name}").set(1)
+        self._background.append(asyncio.create_task(self._checkpoint_loop(), name="checkpointer"))
+        self._background.append(asyncio.create_task(self._monitor(), name="monitor"))
+        self.health.beat()
+        self.sync_health()
         self.health.started = True
         log.info("shipper started: %d source(s), %d sink(s)", len(self.sources), len(self.drivers))
 
-    async def _guard(self, name: str, coro: Awaitable[None]) -> None:
-        try:
-            await coro
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            from shipper.buffer.disk import BufferClosed
-
-            if isinstance(exc, BufferClosed):
+    async def _supervise(self, name: str, config: FileSourceConfig) -> None:
+        """Run a file source; when it dies, restart it from its checkpoints (backoff 1 s doubling to 30 s)."""
+        component = f"source:{name}"
+        up = metrics.COMPONENT_UP.labels(component)
+        delay = _RESTART_INITIAL_SECS
+        while not self._stopping.is_set():
+            began = time.monotonic()
+            self.health.set_source(name, True)
+            up.set(1)
+            try:
+                await self.sources[name].run()
                 return
-            log.exception("source %s failed", name)
+            except BufferClosed:  # the topology is stopping
+                return
+            except Exception as exc:
+                if self._stopping.is_set():
+                    return
+                self.health.set_source(name, False)
+                up.set(0)
+                if time.monotonic() - began > _RESTART_MAX_SECS:
+                    delay = _RESTART_INITIAL_SECS  # it ran fine for a while: not a crash loop
+                log.error("source %s failed (%s: %s); restarting it in %.0fs", name, type(exc).__name__,
+                          _first_line(exc), delay, exc_info=exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            if self._stopping.is_set():
+                return
+            delay = min(delay * 2, _RESTART_MAX_SECS)
+            if not self._restart_source(name, config):
+                self.health.set_source(name, False)
+                up.set(0)
+                continue
+            metrics.COMPONENT_RESTARTS.labels(component).inc()
+
+    def _restart_source(self, name: str, config: FileSourceConfig) -> bool:
+        """Replace a dead file source with a fresh one reading from the checkpoints it had saved."""
+        old = self.sources[name]
+        try:
+            self.checkpoint()  # what it delivered is durable; resume right after it
+        except OSError as exc:
+            log.error("cannot save checkpoints before restarting source %s: %s", name, exc)
+        old.close()
+        try:
+            self.sources[name] = FileSource(name, config, self._deliver_for(name), self.data_dir)
+        except OSError as exc:
+            log.error("cannot restart source %s: %s", name, exc)
+            return False
+        return True
 
     def sync_health(self) -> None:
+        """Copy each sink's health check and worker state into ``health`` (read by /ready)."""
         self.health.sinks = {n: d.healthy for n, d in self.drivers.items()}
+        self.health.sink_workers = {n: bool(getattr(d, "up", True)) for n, d in self.drivers.items()}
+
+    async def _monitor(self) -> None:
+        while True:
+            self.health.beat()
+            self.sync_health()
+            await asyncio.sleep(HEARTBEAT_INTERVAL_SECS)
 
     async def _checkpoint_loop(self) -> None:
         while True:
@@ -138,7 +284,6 @@ class Topology:
                 self.checkpoint()
             except OSError as exc:  # e.g. a full disk: keep the old checkpoints, try again later
                 log.error("cannot save checkpoints: %s", exc)
-            self.sync_health()
 
     def checkpoint(self) -> None:
         """fsync buffers, then save source checkpoints: a checkpoint never runs ahead of the data."""
@@ -149,28 +294,42 @@ class Topology:
             if isinstance(s, FileSource):
                 s.save_checkpoints(fsync=True)
 
-    async def stop(self) -> None:
-        """Stop reading, save checkpoints, let sinks drain within ``shutdown_timeout_secs``."""
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop reading, save checkpoints, let sinks drain within ``timeout`` (default ``shutdown_timeout_secs``)."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.health.stopping = True
-        timeout = self.config.shutdown_timeout_secs
-        for s in self.sources.values():
+        self._stopping.set()
+        timeout = self.config.shutdown_timeout_secs if timeout is None else timeout
+        for name, s in self.sources.items():
             await s.stop()
+            metrics.COMPONENT_UP.labels(f"source:{name}").set(0)
         if self._tasks:
-            _done, pending = await asyncio.wait(self._tasks, timeout=min(5.0, timeout))
+            _done, pending = await asyncio.wait(self._tasks, timeout=min(5.0, self.config.shutdown_timeout_secs))
             for t in pending:
                 t.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
-        if self._checkpointer:
-            self._checkpointer.cancel()
+        for t in self._background:
+            t.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._checkpointer
+                await t
         try:
             self.checkpoint()
         except OSError as exc:
             log.error("cannot save checkpoints at shutdown: %s", exc)
         await asyncio.gather(*(d.stop(timeout) for d in self.drivers.values()))
+        for b in self.buffers.values():  # a buffer whose driver never started
+            if not b.closed:
+                await b.close()
         for s in self.sources.values():
             if isinstance(s, FileSource):
                 s.close()
+        if self._own_lock and self._lock is not None:
+            self._lock.release()
         log.info("shipper stopped")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]

@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -91,3 +93,90 @@ def test_sighup_reload_and_sigterm(tmp_path: Path) -> None:
             proc.kill()
     saved = json.loads((tmp_path / "data" / "checkpoints" / "app.json").read_text())["files"]
     assert [e["offset"] for e in saved.values()] == [log.stat().st_size]
+
+
+def _metric(port: int, name: str, labels: str) -> float | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{labels}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def _start(tmp_path: Path, cfg_text: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    (tmp_path / "logs").mkdir()
+    log = tmp_path / "logs" / "a.log"
+    log.write_text(json.dumps({"message": "m", "n": 0}) + "\n")
+    cfg = tmp_path / "shipper.yaml"
+    cfg.write_text(cfg_text)
+    err = (tmp_path / "stderr.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "shipper.cli", "ship", "--config", str(cfg)],
+                            stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
+    return proc, cfg, log
+
+
+def _stderr(tmp: Path) -> str:
+    return (tmp / "stderr.log").read_text()
+
+
+@pytest.mark.parametrize("bad", ["data_dir_is_a_file", "forward_address_in_use", "not_utf8"])
+def test_sighup_with_a_config_that_cannot_start_keeps_the_pipeline_running(tmp_path: Path, bad: str) -> None:
+    port = _free_port()
+    proc, cfg, log = _start(tmp_path, _config(tmp_path, port, "one.ndjson"))
+    taken = socket.socket()
+    try:
+        assert _wait(lambda: _ready(port)), _stderr(tmp_path)
+        assert _wait(lambda: _lines(tmp_path / "one.ndjson") == 1)
+        good = _config(tmp_path, port, "two.ndjson")
+        outcome = "start_failed"
+        if bad == "data_dir_is_a_file":
+            (tmp_path / "afile").write_text("x")
+            cfg.write_text(good.replace(f"data_dir: {tmp_path}/data", f"data_dir: {tmp_path}/afile"))
+        elif bad == "forward_address_in_use":
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            addr = f"127.0.0.1:{taken.getsockname()[1]}"
+            cfg.write_text(good.replace("sources:\n", f"sources:\n  fwd: {{type: forward, address: \"{addr}\"}}\n")
+                           .replace("inputs: [app]", "inputs: [app, fwd]"))
+        else:
+            cfg.write_bytes(good.encode() + b"# \xff\xfe not utf-8\n")
+            outcome = "invalid"
+        proc.send_signal(signal.SIGHUP)
+        assert _wait(lambda: _metric(port, "ecvi_shipper_config_reloads_total", f'outcome="{outcome}"') == 1.0), \
+            _stderr(tmp_path)
+        assert proc.poll() is None, _stderr(tmp_path)
+        assert "reload refused" in _stderr(tmp_path) or "reload failed" in _stderr(tmp_path)
+        with log.open("a") as f:
+            f.write(json.dumps({"message": "m", "n": 1}) + "\n")
+        assert _wait(lambda: _lines(tmp_path / "one.ndjson") == 2), _stderr(tmp_path)
+        assert _ready(port)
+    finally:
+        taken.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+def test_sighup_with_a_new_api_address_moves_the_api(tmp_path: Path) -> None:
+    port, new_port = _free_port(), _free_port()
+    proc, cfg, log = _start(tmp_path, _config(tmp_path, port, "one.ndjson"))
+    try:
+        assert _wait(lambda: _ready(port)), _stderr(tmp_path)
+        cfg.write_text(_config(tmp_path, new_port, "one.ndjson"))
+        proc.send_signal(signal.SIGHUP)
+        assert _wait(lambda: _ready(new_port)), _stderr(tmp_path)
+        assert not _ready(port)
+        assert _metric(new_port, "ecvi_shipper_config_reloads_total", 'outcome="applied"') == 1.0
+        with log.open("a") as f:
+            f.write(json.dumps({"message": "m", "n": 1}) + "\n")
+        assert _wait(lambda: _lines(tmp_path / "one.ndjson") == 2), _stderr(tmp_path)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
