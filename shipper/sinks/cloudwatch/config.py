@@ -13,6 +13,7 @@ from shipper.sinks.cloudwatch.limits import (
     INVALID_STREAM_CHARS,
     MAX_EVENT_BYTES,
     MAX_NAME_LENGTH,
+    RESERVED_GROUP_PREFIX,
     RETENTION_DAYS,
 )
 
@@ -40,6 +41,23 @@ class CloudWatchSinkConfig(SinkConfigBase):
         description="Used for a template field the event lacks (or renders empty), e.g. a stream for "
         "events without kubernetes metadata.",
     )
+    max_groups: int = Field(
+        100, ge=1,
+        description="When 'group' has '{{ field }}' parts: distinct groups per hour before events go to the "
+        "overflow group (the template with every field '__overflow__').",
+    )
+    max_groups_per_pod: int = Field(
+        5, ge=1, description="Of those, how many new groups one pod (or, without pod metadata, one source) may "
+        "bring per hour; its further ones overflow, nobody else's.",
+    )
+    max_streams: int = Field(
+        1000, ge=1,
+        description="Distinct (group, stream) pairs per hour before events go to the overflow stream of "
+        "their group (the stream template with every field '__overflow__').",
+    )
+    max_streams_per_pod: int = Field(
+        20, ge=1, description="Of those, how many new streams one pod (or one source) may bring per hour.",
+    )
     max_event_bytes: int = Field(
         MAX_EVENT_BYTES,
         ge=1024,
@@ -60,6 +78,8 @@ class CloudWatchSinkConfig(SinkConfigBase):
     @classmethod
     def _valid_group(cls, v: str) -> str:
         _check_name("log group", v, INVALID_GROUP_CHARS, "letters, digits and . - _ / #")
+        if v[:4].lower() == RESERVED_GROUP_PREFIX:
+            raise ValueError(f"log group names cannot start with {RESERVED_GROUP_PREFIX!r} (reserved by AWS)")
         return v
 
     @field_validator("stream")

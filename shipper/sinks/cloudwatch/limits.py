@@ -32,6 +32,7 @@ RETENTION_DAYS = frozenset(
 MAX_NAME_LENGTH = 512
 INVALID_GROUP_CHARS = re.compile(r"[^.\-_/#A-Za-z0-9]")
 INVALID_STREAM_CHARS = re.compile(r"[:*]")
+RESERVED_GROUP_PREFIX = "aws/"
 
 
 @dataclass(slots=True)
@@ -130,10 +131,17 @@ def rejected_by_info(call: list[LogEvent], info: dict[str, int] | None) -> list[
 
 
 def clean_group_name(name: str, fallback: str) -> str:
-    """A valid log group name: characters AWS refuses become ``_``, cut to 512 characters."""
-    return INVALID_GROUP_CHARS.sub("_", name or fallback)[:MAX_NAME_LENGTH]
+    """A valid log group name: characters AWS refuses become ``_``, not ``aws/…``, cut to 512 characters.
+
+    CreateLogGroup: 1-512 characters of ``a-z A-Z 0-9 _ - / . #``, and no name starts with ``aws/``.
+    """
+    name = INVALID_GROUP_CHARS.sub("_", name or fallback)[:MAX_NAME_LENGTH]
+    return "aws_" + name[4:] if name[:4].lower() == RESERVED_GROUP_PREFIX else name
 
 
 def clean_stream_name(name: str, fallback: str) -> str:
-    """A valid log stream name: ``:`` and ``*`` become ``_``, cut to 512 characters."""
-    return INVALID_STREAM_CHARS.sub("_", name or fallback)[:MAX_NAME_LENGTH]
+    """A valid log stream name: ``:`` and ``*`` become ``_``, valid UTF-8, cut to 512 characters."""
+    name = name or fallback
+    if not name.isascii():
+        name = name.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate cannot be sent
+    return INVALID_STREAM_CHARS.sub("_", name)[:MAX_NAME_LENGTH]

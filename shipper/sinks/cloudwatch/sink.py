@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ProfileNotFound
@@ -32,7 +32,7 @@ from shipper.sinks.cloudwatch.service import (
     build_client,
     classify_error,
 )
-from shipper.templates import render
+from shipper.templates import NameGuard, compile_template, is_template, render, tenant_of
 
 if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
@@ -41,6 +41,8 @@ log = logging.getLogger("shipper.sinks.cloudwatch")
 
 Destination = tuple[str, str]
 _Call = tuple[Destination, list[LogEvent]]
+# Past this many distinct inputs the decision cache is rebuilt: refused inputs share one destination.
+_MAX_CACHED_KEYS = 100_000
 _EMPTY_REASON = "empty_message: CloudWatch Logs does not store empty messages"
 
 
@@ -68,6 +70,7 @@ class CloudWatchSink(Sink):
         self._own_client = client is None
         self._clock = clock
         self._service: LogsService | None = None
+        self.names = DestinationBudget(config, name)
         # Events cut to the size limit so far (a Prometheus counter would be the place for this).
         self.truncated_events = 0
 
@@ -89,11 +92,11 @@ class CloudWatchSink(Sink):
         return len(event.raw.encode("utf-8", "surrogatepass")) + EVENT_OVERHEAD_BYTES
 
     def destination(self, event: Event) -> Destination:
-        """The (log group, log stream) the templates name for ``event``, made valid for AWS."""
+        """The (log group, log stream) the templates name for ``event``, made valid for AWS and bounded."""
         missing = self.config.missing_value
         group = clean_group_name(render(self.config.group, event, missing), missing)
         stream = clean_stream_name(render(self.config.stream, event, missing), missing)
-        return group, stream
+        return self.names.bound(group, stream, tenant_of(event.meta))
 
     async def send(self, events: list[Event]) -> SendOutcome:
         service = await self._logs()
@@ -131,6 +134,7 @@ class CloudWatchSink(Sink):
         """Partition by destination and cut into calls; what AWS would refuse goes to ``rejected``."""
         partitions: dict[Destination, list[LogEvent]] = {}
         truncated = 0
+        self.names.refresh()
         for event in events:
             if not event.raw:
                 outcome.rejected.append((event, _EMPTY_REASON))
@@ -214,6 +218,84 @@ class CloudWatchSink(Sink):
         if self._client is not None and self._own_client:
             self._client.close()
         self._service = None
+
+
+class DestinationBudget:
+    """How many log groups and streams the templates may create per hour; the rest overflow.
+
+    Every group and stream is a resource in the account (and a DescribeLogStreams page), so a line
+    that names its own must not create them without bound: at most ``max_groups`` groups and
+    ``max_streams`` (group, stream) pairs per hour, of which one pod brings at most its own share
+    (:class:`~shipper.templates.NameGuard`). A refused group becomes the overflow group, a refused
+    stream the overflow stream of its group (templates with every field ``__overflow__``); each
+    such event is counted in ``ecvi_shipper_index_overflow_total``.
+    """
+
+    def __init__(self, config: CloudWatchSinkConfig, sink: str) -> None:
+        self.sink = sink
+        missing = config.missing_value
+        grouped = is_template(config.group)
+        self.groups = NameGuard(config.max_groups, config.max_groups_per_pod) if grouped else None
+        self.streams = (NameGuard(config.max_streams, config.max_streams_per_pod)
+                        if grouped or is_template(config.stream) else None)
+        self.overflow_group = clean_group_name(_overflow_text(config.group), missing)
+        self.overflow_stream = clean_stream_name(_overflow_text(config.stream), missing)
+        self._stream_templated = is_template(config.stream)
+        self._decided: dict[tuple[Hashable | None, str, str], tuple[Destination, bool]] = {}
+        self.overflowed = 0
+        """Events sent to an overflow group or stream since start."""
+
+    def refresh(self) -> None:
+        """Open a new window when the hour is over; called once per batch."""
+        for guard in (self.groups, self.streams):
+            if guard is not None and guard.expired():
+                guard.reset()
+                self._decided.clear()
+
+    def bound(self, group: str, stream: str, tenant: Hashable | None) -> Destination:
+        """``(group, stream)`` if they may exist this hour, else where the overflow goes."""
+        if self.streams is None:
+            return group, stream
+        key = (tenant, group, stream)
+        hit = self._decided.get(key)
+        if hit is None:
+            if len(self._decided) >= _MAX_CACHED_KEYS:
+                self._decided.clear()
+            hit = self._decided[key] = self._decide(group, stream, tenant)
+        dest, overflowed = hit
+        if overflowed:
+            self.overflowed += 1
+            metrics.INDEX_OVERFLOW.labels(self.sink).inc()
+        return dest
+
+    def _decide(self, group: str, stream: str, tenant: Hashable | None) -> tuple[Destination, bool]:
+        assert self.streams is not None
+        overflowed = False
+        if self.groups is not None:
+            why = self.groups.admit(group, tenant)
+            if why is not None:
+                self._warn(self.groups, "log group", group, why, self.overflow_group)
+                group, overflowed = self.overflow_group, True
+        why = self.streams.admit((group, stream), tenant)
+        if why is not None:
+            if self._stream_templated:
+                self._warn(self.streams, "log stream", f"{group} / {stream}", why, self.overflow_stream)
+                stream = self.overflow_stream
+            else:  # one fixed stream per group: the groups are what multiplies
+                self._warn(self.streams, "log group", group, why, self.overflow_group)
+                group = self.overflow_group
+            overflowed = True
+        return (group, stream), overflowed
+
+    def _warn(self, guard: NameGuard, what: str, name: str, why: str, overflow: str) -> None:
+        if guard.first_refusal():
+            log.warning("sink %s: %s %r not created: %s; such events go to %r this hour",
+                        self.sink, what, name, why, overflow)
+
+
+def _overflow_text(template: str) -> str:
+    literals, fields = compile_template(template)
+    return "__overflow__".join(literals) if fields else template
 
 
 def _verdict(exc: Exception) -> ErrorVerdict:
