@@ -73,7 +73,8 @@ def test_long_values_are_cut_at_a_character_boundary_to_255_bytes() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(st.characters(exclude_categories=()), max_size=400) | st.integers() | st.none() | st.lists(st.text(max_size=5), max_size=3))
+@given(st.text(st.characters(exclude_categories=()), max_size=400) | st.integers() | st.none()
+       | st.lists(st.text(max_size=5), max_size=3))
 def test_any_value_renders_to_a_valid_name(value: Any) -> None:
     for template in ("{{ service }}", "logs-{{ service }}", "{{ service }}-%Y.%m.%d", "{{ service }}{{ service }}"):
         name = BulkEncoder(template).index_for(_event(value))
