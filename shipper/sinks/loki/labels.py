@@ -205,7 +205,7 @@ class LabelRenderer:
                 hit = None
             else:
                 try:
-                    hit = fast.get((tenant, tuple(map(e.record.get, names))))
+                    hit = fast.get((tenant, *map(e.record.get, names)))
                 except TypeError:  # an unhashable value (a dict): the slow path copes
                     hit = None
             labels, pairs = hit or self._stream_for(e, tenant)
@@ -227,7 +227,7 @@ class LabelRenderer:
     def _stream_for(self, event: Event, tenant: Hashable | None) -> tuple[str, Pairs]:
         record, meta = event.record, event.meta
         values = [get(record, meta) for get in self._getters]
-        key = (tenant, tuple([v if v is None or type(v) is str else str(v) for v in values]))
+        key = (tenant, *[v if v is None or type(v) is str else str(v) for v in values])
         hit = self._slow.get(key)
         if hit is None:
             if len(self._slow) >= _MAX_CACHED_KEYS:
