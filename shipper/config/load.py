@@ -1,37 +1,26 @@
-"""Reading a config file: YAML, ``${VAR}`` / ``${VAR:-default}`` interpolation, pydantic validation."""
+"""Reading a config file: YAML, ``${VAR}`` / ``${VAR:-default}`` interpolation, pydantic validation.
+
+Every problem comes back at once as ``(key path, message)``; a message never holds a value taken
+from the environment (it names the variable instead), so errors and reload logs leak no secret.
+"""
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from shipper.config.checks import address_problems
+from shipper.config.interpolate import VARIABLE, Substitutions, interpolate
 from shipper.config.model import ShipperConfig
+from shipper.config.numbers import number_problems
+from shipper.config.yaml_text import read_yaml
 from shipper.errors import ConfigError
 
-_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
-
-
-def interpolate(text: str, env: Mapping[str, str], problems: list[tuple[str, str]]) -> str:
-    """Replace ``${VAR}`` and ``${VAR:-default}``; ``$$`` is a literal ``$``. Unset vars are errors."""
-
-    def sub(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        name, default = m.group(1), m.group(2)
-        if name in env:
-            return env[name]
-        if default is not None:
-            return default
-        problems.append((f"${{{name}}}", "environment variable is not set and has no default"))
-        return ""
-
-    return _VAR.sub(sub, text)
+__all__ = ["interpolate", "load_config", "parse_config"]
 
 
 def _key_path(loc: tuple[Any, ...]) -> str:
@@ -40,34 +29,35 @@ def _key_path(loc: tuple[Any, ...]) -> str:
         if isinstance(p, int):
             parts.append(f"[{p}]")
         else:
-            # Discriminated unions add the tag (e.g. 'file') to the location; it is not a key.
             parts.append(("." if parts else "") + str(p))
     return "".join(parts)
 
 
 def parse_config(text: str, source: str = "config", env: Mapping[str, str] | None = None) -> ShipperConfig:
     """Parse and validate config text; raises :class:`ConfigError` listing every problem."""
-    problems: list[tuple[str, str]] = []
-    text = interpolate(text, os.environ if env is None else env, problems)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError([("<yaml>", str(exc))], source) from exc
+    raw, problems = read_yaml(text, keep=VARIABLE)
     if problems:
         raise ConfigError(problems, source)
+    data, subs = interpolate(raw, os.environ if env is None else env)
+    if subs.problems:
+        raise ConfigError(subs.problems, source)
     if not isinstance(data, dict):
         raise ConfigError([("<root>", "expected a mapping of settings")], source)
     try:
         config = ShipperConfig.model_validate(data)
     except ValidationError as exc:
-        for err in exc.errors():
-            loc = _without_union_tag(tuple(err["loc"]))
-            problems.append((_key_path(loc) or "<root>", err["msg"]))
-        raise ConfigError(problems, source) from None
-    problems.extend(config.graph_problems())
+        for err in exc.errors(include_input=False, include_url=False):
+            path = _key_path(_without_union_tag(tuple(err["loc"]))) or "<root>"
+            problems.append((path, err["msg"]))
+        raise ConfigError(_hidden(problems, subs), source) from None
+    problems = number_problems(config) + config.graph_problems() + address_problems(config)
     if problems:
-        raise ConfigError(problems, source)
+        raise ConfigError(_hidden(problems, subs), source)
     return config
+
+
+def _hidden(problems: list[tuple[str, str]], subs: Substitutions) -> list[tuple[str, str]]:
+    return [(path, subs.hide(path, msg)) for path, msg in problems]
 
 
 def _without_union_tag(loc: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -81,10 +71,16 @@ _TAGS = {"file", "forward", "loki", "elasticsearch", "cloudwatch", "s3", "add_fi
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> ShipperConfig:
-    """Read and validate the config file at ``path``."""
+    """Read and validate the config file at ``path`` (UTF-8 YAML)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        data = p.read_bytes()
     except OSError as exc:
-        raise ConfigError([("<file>", f"cannot read {p}: {exc.strerror}")], str(p)) from exc
+        raise ConfigError([("<file>", f"cannot read {p}: {exc.strerror}")], str(p)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([("<file>", f"{p} is not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line})")],
+                          str(p)) from None
     return parse_config(text, str(p), env)

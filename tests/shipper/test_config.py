@@ -66,7 +66,7 @@ sinks: {out: {type: file, inputs: [app], path: "$$HOME/out"}}
     assert cfg.sources["app"].include == ["/var/log/x/*.log"]
     assert cfg.sinks["out"].path == "$HOME/out"
     problems = _problems(text)
-    assert "${LOGS}" in problems
+    assert "${LOGS}" in problems["sources.app.include[0]"]
 
 
 def test_validate_cli_exit_codes(tmp_path: Path) -> None:
