@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import orjson
 
 from shipper import __version__
-from shipper.config import ConfigError, load_config
+from shipper.config import ConfigError, ShipperConfig, load_config
+from shipper.errors import ShipperError, StartupError
 
 
 def _setup_logging(level: str) -> None:
@@ -20,12 +22,21 @@ def _setup_logging(level: str) -> None:
                              stream=sys.stderr)
 
 
-def _load_or_exit(path: str) -> object:
+def _load_or_exit(path: str) -> ShipperConfig:
     try:
         return load_config(path)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
+
+
+def _fail(message: str) -> NoReturn:
+    """Print one line and exit 2: an operator error, never a traceback."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+_MAX_PROBLEM_LINES = 20
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,9 +56,19 @@ def main() -> None:
 @click.option("--config", "-c", "config_path", required=True, type=click.Path(dir_okay=False),
               help="Shipper config file (YAML).")
 def validate(config_path: str) -> None:
-    """Check a config file; exit 0 if valid, 2 listing every problem with its key path."""
+    """Check a config file; exit 0 if valid, 2 listing every problem with its key path.
+
+    Beyond the file itself it checks what start-up needs: listen addresses that clash and a
+    data_dir that cannot be a directory (under a regular file, or on /proc or /sys).
+    """
+    from shipper.config.checks import data_dir_problems
+
     cfg = _load_or_exit(config_path)
-    n = (len(cfg.sources), len(cfg.transforms), len(cfg.sinks))  # type: ignore[attr-defined]
+    problems = data_dir_problems(cfg.data_dir)
+    if problems:
+        click.echo(str(ConfigError(problems, config_path)), err=True)
+        sys.exit(2)
+    n = (len(cfg.sources), len(cfg.transforms), len(cfg.sinks))
     click.echo(f"{config_path}: valid ({n[0]} sources, {n[1]} transforms, {n[2]} sinks)")
 
 
@@ -61,7 +82,13 @@ def ship(config_path: str, log_level: str) -> None:
 
     cfg = _load_or_exit(config_path)
     _setup_logging(log_level)
-    asyncio.run(run_shipper(cfg, config_path))  # type: ignore[arg-type]
+    try:
+        asyncio.run(run_shipper(cfg, config_path))
+    except StartupError as exc:
+        _fail(str(exc))
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
 
 
 @main.command()
@@ -74,10 +101,10 @@ def tap(config_path: str, sink_name: str | None, limit: int) -> None:
     from shipper.tap import run_tap
 
     cfg = _load_or_exit(config_path)
-    if sink_name and sink_name not in cfg.sinks:  # type: ignore[attr-defined]
+    if sink_name and sink_name not in cfg.sinks:
         click.echo(f"no sink named {sink_name!r}", err=True)
         sys.exit(2)
-    asyncio.run(run_tap(cfg, sink_name, limit))  # type: ignore[arg-type]
+    asyncio.run(run_tap(cfg, sink_name, limit))
 
 
 @main.group("dead-letter")
@@ -89,38 +116,64 @@ def dead_letter() -> None:
 @click.option("--config", "-c", "config_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--sink", "sink_name", default=None, help="Only this sink.")
 def dead_letter_list(config_path: str, sink_name: str | None) -> None:
-    """Count dead-lettered events per sink and reason."""
-    from shipper.sinks._common.dead_letter import dead_letter_path, read_dead_letters
+    """Count dead-lettered events per sink and reason (exit 2 when a line is not an entry)."""
+    from shipper.sinks._common.dead_letter import dead_letter_files, read_lines
 
     cfg = _load_or_exit(config_path)
-    for name in cfg.sinks:  # type: ignore[attr-defined]
+    damaged: list[str] = []
+    for name in cfg.sinks:
         if sink_name and name != sink_name:
             continue
-        path = dead_letter_path(cfg.data_dir, name)  # type: ignore[attr-defined]
+        files = dead_letter_files(cfg.data_dir, name)
         reasons: dict[str, int] = {}
-        for entry in read_dead_letters(path):
-            r = entry.get("reason") or entry.get("error", "?")
-            reasons[r] = reasons.get(r, 0) + 1
+        for path in files:
+            for dl in read_lines(path):
+                if dl.entry is None:
+                    damaged.append(f"{path} {dl.problem}")
+                    continue
+                r = str(dl.entry.get("reason") or "?")
+                reasons[r] = reasons.get(r, 0) + 1
         total = sum(reasons.values())
-        click.echo(f"{name}: {total} event(s) in {path}")
+        click.echo(f"{name}: {total} event(s) in {', '.join(str(p) for p in files)}")
         for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
             click.echo(f"  {n:8d}  {r}")
+    if damaged:
+        _echo_problems(damaged, "line(s) not a dead-letter entry")
+        sys.exit(2)
+
+
+def _echo_problems(problems: list[str], what: str) -> None:
+    for p in problems[:_MAX_PROBLEM_LINES]:
+        click.echo(f"error: {p}", err=True)
+    if len(problems) > _MAX_PROBLEM_LINES:
+        click.echo(f"error: ... {len(problems) - _MAX_PROBLEM_LINES} more {what}", err=True)
 
 
 @dead_letter.command("replay")
 @click.option("--config", "-c", "config_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--sink", "sink_name", required=True, help="The sink whose dead letters to resend.")
 def dead_letter_replay(config_path: str, sink_name: str) -> None:
-    """Resend a sink's dead letters through it; what fails again stays in the file."""
+    """Resend a sink's dead letters through it; what fails again stays in the file.
+
+    Exit 0 when all were resent, 1 when some failed again, 2 when some lines cannot be resent
+    (not JSON, no record): they stay in the file, each named on stderr.
+    """
     from shipper.sinks.replay import replay_dead_letters
 
     cfg = _load_or_exit(config_path)
-    if sink_name not in cfg.sinks:  # type: ignore[attr-defined]
+    if sink_name not in cfg.sinks:
         click.echo(f"no sink named {sink_name!r}", err=True)
         sys.exit(2)
-    sent, failed = asyncio.run(replay_dead_letters(cfg, sink_name))  # type: ignore[arg-type]
-    click.echo(orjson.dumps({"sink": sink_name, "resent": sent, "failed_again": failed}).decode())
-    sys.exit(0 if failed == 0 else 1)
+    try:
+        result = asyncio.run(replay_dead_letters(cfg, sink_name))
+    except (ShipperError, OSError) as exc:
+        _fail(str(exc))
+    click.echo(orjson.dumps({"sink": sink_name, "resent": result.resent, "failed_again": result.failed_again,
+                             "unreadable": result.unreadable}).decode())
+    if result.problems:
+        _echo_problems(result.problems, "line(s) that cannot be resent")
+        sys.exit(2)
+    sys.exit(0 if result.failed_again == 0 else 1)
 
 
 @main.command()

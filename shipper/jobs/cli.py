@@ -580,9 +580,7 @@ def _apply_loki(days: int, streams: list[loki_retention.StreamRetention], loki_c
         return [Finding("loki", "(no --loki-config)", "retention settings", loki_retention.hours(days), "printed", True,
                         action="printed", note="merge them into the Loki config and restart Loki")]
     path = Path(loki_config)
-    current = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(current, dict):
-        raise JobError(f"{path} is not a YAML mapping")
+    current = _read_loki_config(path)
     before = loki_retention.check_config(current, days, streams, str(path))
     merged = loki_retention.merge_settings(current, settings)
     if merged != current and not dry_run:
@@ -596,6 +594,19 @@ def _apply_loki(days: int, streams: list[loki_retention.StreamRetention], loki_c
         else:
             f.action = "unchanged"
     return before
+
+
+def _read_loki_config(path: Path) -> dict[str, Any]:
+    """The Loki config at ``path``; ``ValueError`` (one line, exit 2) when the file cannot be read."""
+    try:
+        current = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ValueError(f"--loki-config: cannot read {path}: {exc.strerror}") from None
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"--loki-config: {path} is not UTF-8 YAML ({type(exc).__name__})") from None
+    if not isinstance(current, dict):
+        raise JobError(f"{path} is not a YAML mapping")
+    return current
 
 
 @retention.command("check")
@@ -614,7 +625,7 @@ def retention_check(config_path: str | None, backends: tuple[str, ...], days: in
         for backend in _backends(backends, config, kw, loki_config):
             if backend == "loki":
                 if loki_config:
-                    current = yaml.safe_load(Path(loki_config).read_text(encoding="utf-8")) or {}
+                    current = _read_loki_config(Path(loki_config))
                     findings += loki_retention.check_config(current, days, streams, loki_config)
                 if kw["loki_url"] or pick_sink(config, "loki", kw["sink_name"]) is not None or not loki_config:
                     findings += _check_running_loki(config, kw, days, streams)

@@ -60,7 +60,7 @@ def test_dead_letter_list_and_replay(tmp_path: Path) -> None:
     assert "alerts: 0 event(s)" in listed.output
     replayed = runner.invoke(main, ["dead-letter", "replay", "--config", str(cfg), "--sink", "all"])
     assert replayed.exit_code == 0, replayed.output
-    assert json.loads(replayed.output) == {"sink": "all", "resent": 3, "failed_again": 0}
+    assert json.loads(replayed.output) == {"sink": "all", "resent": 3, "failed_again": 0, "unreadable": 0}
     assert (tmp_path / "out" / "all.ndjson").read_text().splitlines() == ["m0", "m1", "m2"]
     again = runner.invoke(main, ["dead-letter", "list", "--config", str(cfg), "--sink", "all"])
     assert "all: 0 event(s)" in again.output
