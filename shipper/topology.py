@@ -171,6 +171,7 @@ class Topology:
             raise
 
     async def _start(self) -> None:
+        self.health.sources = dict.fromkeys(self.config.sources, False)  # each reports once it runs
         if self._lock is None:
             self._lock = DataDirLock.acquire(self.data_dir)
             self._own_lock = True
