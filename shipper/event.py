@@ -217,6 +217,8 @@ def _packb(obj: Any) -> bytes:
 
 
 def _pack_one(e: Event) -> bytes:
+    if not (type(e.ts_ns) is int and INT64_MIN <= e.ts_ns <= INT64_MAX):  # set after the event was made
+        e.ts_ns = e._repair_time(e.ts_ns)
     try:
         return _packb((None if e.derived else e._record, e.raw, e.ts_ns, e.meta))
     except (TypeError, ValueError, OverflowError):

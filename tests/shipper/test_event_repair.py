@@ -37,7 +37,7 @@ def _deep(depth: int) -> str:
     return '{"a":' * depth + "1" + "}" * depth
 
 
-def _tail(tmp_path: Path, lines: list[str], source: str, fmt: str = "json") -> list[Event]:
+def tail_lines(tmp_path: Path, lines: list[str], source: str, fmt: str = "json") -> list[Event]:
     """Events exactly as the file source makes them from these lines."""
     path = tmp_path / f"{source}.log"
     path.write_text("".join(x + "\n" for x in lines))
@@ -58,7 +58,7 @@ def test_out_of_range_time_is_replaced_by_read_time(tmp_path: Path, bad_ts: str)
     source = f"t{bad_ts[:4]}"
     before = _repaired(source, "time_out_of_range")
     t0 = time.time_ns()
-    events = _tail(tmp_path, [_line(1), _line(2, bad_ts), _line(3)], source)
+    events = tail_lines(tmp_path, [_line(1), _line(2, bad_ts), _line(3)], source)
     t1 = time.time_ns()
     assert [type(e.ts_ns) for e in events] == [int, int, int]
     good = 1735689600 * 10**9
@@ -72,7 +72,7 @@ def test_out_of_range_time_is_replaced_by_read_time(tmp_path: Path, bad_ts: str)
 
 @pytest.mark.parametrize("bad_ts", ["9999-12-31T23:59:59Z", "1600-01-01T00:00:00Z"])
 def test_out_of_range_time_survives_pack_and_disk_buffer(tmp_path: Path, bad_ts: str) -> None:
-    events = _tail(tmp_path, [_line(1), _line(2, bad_ts), _line(3)], "tbuf")
+    events = tail_lines(tmp_path, [_line(1), _line(2, bad_ts), _line(3)], "tbuf")
     again = unpack_events(pack_events(events))
     assert [e.ts_ns for e in again] == [e.ts_ns for e in events]
     assert all(type(e.ts_ns) is int for e in again)
@@ -113,7 +113,7 @@ def test_int64_bounds_are_kept() -> None:
 def test_infinite_or_nan_numeric_time_does_not_break_the_source(tmp_path: Path) -> None:
     # 1e400 is not JSON orjson accepts, but a huge number is: it must not raise in the source.
     lines = ['{"ts": 1e300, "message": "big"}', '{"ts": 12345678901234567890123, "message": "huge"}', _line(3)]
-    events = _tail(tmp_path, lines, "tnum")
+    events = tail_lines(tmp_path, lines, "tnum")
     assert len(events) == 3
     assert events[0].meta["repaired"] == ["time_out_of_range"]
     assert events[1].meta["repaired"] == ["time_out_of_range"]
@@ -154,7 +154,7 @@ def test_wide_but_shallow_object_is_parsed() -> None:
 def test_too_deep_line_from_a_file_is_flagged_and_counted(tmp_path: Path, depth: int) -> None:
     source = f"deep{depth}"
     before = _repaired(source, "too_deep")
-    events = _tail(tmp_path, [_line(1), _deep(depth), _line(3)], source)
+    events = tail_lines(tmp_path, [_line(1), _deep(depth), _line(3)], source)
     assert events[1].record == {"message": _deep(depth)}
     assert events[1].meta["repaired"] == ["too_deep"]
     assert _repaired(source, "too_deep") == before + 1
@@ -170,7 +170,7 @@ def test_too_deep_line_parsed_lazily_is_flagged_when_parsed(tmp_path: Path) -> N
     # logging_config's own lines start with the timestamp: the source takes the time unparsed.
     line = '{"timestamp":"2025-01-01T00:00:00.000Z","a":' + _deep(300) + "}"
     before = _repaired("lazy", "too_deep")
-    events = _tail(tmp_path, [_line(1), line], "lazy")
+    events = tail_lines(tmp_path, [_line(1), line], "lazy")
     assert events[1].ts_ns == 1735689600 * 10**9
     again = unpack_events(pack_events(events))
     assert again[1].record == {"message": line}
@@ -181,7 +181,7 @@ def test_too_deep_line_parsed_lazily_is_flagged_when_parsed(tmp_path: Path) -> N
 
 def test_too_deep_cri_payload_is_flagged(tmp_path: Path) -> None:
     line = f"2025-01-01T00:00:00.000000000Z stdout F {_deep(400)}"
-    events = _tail(tmp_path, [line], "deepcri", fmt="cri")
+    events = tail_lines(tmp_path, [line], "deepcri", fmt="cri")
     assert events[0].record == {"message": _deep(400)}
     assert events[0].meta["repaired"] == ["too_deep"]
 
@@ -211,3 +211,14 @@ def test_unpackable_value_costs_only_its_event() -> None:
     assert got[1].record["message"] == "b" and isinstance(got[1].record["obj"], str)
     assert got[2].record["message"] == "c"
     assert got[1].meta["repaired"] == ["unpackable"]
+
+
+def test_time_set_out_of_range_after_the_event_was_made_is_repaired_when_stored() -> None:
+    events = [Event(None, "a", 1), Event(None, "b", 2), Event(None, "c", 3)]
+    events[1].ts_ns = 2**70  # a transform's doing: msgpack cannot hold it
+    events[2].ts_ns = "soon"  # type: ignore[assignment]
+    got = unpack_events(pack_events(events))
+    assert [e.raw for e in got] == ["a", "b", "c"]
+    assert got[0].ts_ns == 1 and "repaired" not in got[0].meta
+    assert all(type(e.ts_ns) is int and abs(e.ts_ns - time.time_ns()) < 60 * 10**9 for e in got[1:])
+    assert got[1].meta["repaired"] == got[2].meta["repaired"] == ["time_out_of_range"]

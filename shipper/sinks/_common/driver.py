@@ -115,7 +115,7 @@ class SinkDriver:
         retry = self.config.request.retry
         while True:
             await asyncio.wait(self._workers, return_when=asyncio.FIRST_COMPLETED)
-            if self._stopping:
+            if self._stopping or self.buffer.closed:  # workers end when their buffer is closed
                 return
             down = [i for i, t in enumerate(self._workers) if t.done()]
             metrics.COMPONENT_UP.labels(self._component).set(0)

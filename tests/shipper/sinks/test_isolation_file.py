@@ -1,7 +1,6 @@
 """The file sink, fed through the real disk buffer and driver, with one bad line among good ones."""
 
 import asyncio
-import os
 import time
 from pathlib import Path
 
@@ -15,26 +14,15 @@ from shipper.sinks._common.dead_letter import read_dead_letters
 from shipper.sinks._common.driver import SinkDriver
 from shipper.sinks.file.config import FileSinkConfig
 from shipper.sinks.file.sink import FileSink
-from shipper.sources.file.config import FileSourceConfig
-from shipper.sources.file.tailer import Tailer
+from tests.shipper.test_event_repair import tail_lines
 
 GOOD_TS = "2025-01-01T00:00:00.000Z"
 
 
 def _tail(tmp_path: Path, payloads: list[str], source: str) -> list[Event]:
     """Events exactly as the file source makes them from CRI lines holding these payloads."""
-    path = tmp_path / f"{source}.log"
-    path.write_text("".join(f"2025-01-01T00:00:01.000000000Z stdout F {p}\n" for p in payloads))
-    cfg = FileSourceConfig.model_validate({"type": "file", "include": [str(path)], "format": "cri"})
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        st = os.fstat(fd)
-        t = Tailer(source, str(path), fd, st.st_dev, st.st_ino, 1, 0, 0, cfg, "node", None)
-        out: list[Event] = []
-        t.read(out, 1 << 24)
-    finally:
-        os.close(fd)
-    return out
+    lines = [f"2025-01-01T00:00:01.000000000Z stdout F {p}" for p in payloads]
+    return tail_lines(tmp_path, lines, source, fmt="cri")
 
 
 def _payload(n: int, ts: str = GOOD_TS) -> str:
@@ -135,6 +123,6 @@ def test_event_the_sink_cannot_encode_is_rejected_alone(tmp_path: Path) -> None:
     assert [d["record"]["message"] for d in docs] == ["m1", "m3"]
     if dead:  # a dead-letter writer that can hold any record
         assert [d["event"]["raw"] for d in dead] == ["bad"]
-        assert dead[0]["reason"].startswith("cannot encode: JSONEncodeError")
+        assert dead[0]["reason"].startswith("cannot encode: TypeError: Recursion limit")
     else:  # one that cannot encode this record either: dropped alone, and counted
         assert metrics.REGISTRY.get_sample_value("ecvi_shipper_events_dropped_total", labels) == dropped + 1
