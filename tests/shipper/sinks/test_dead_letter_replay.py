@@ -128,3 +128,36 @@ def test_writer_never_raises_on_unencodable_records(tmp_path: Path, record: dict
     assert entries[0]["event"]["ts_ns"] == 5 and entries[0]["sink"] == "all"
     assert "raw" in entries[0]["event"] and entries[0]["reason"].startswith("reason")
     assert entries[1]["event"]["record"] == {"message": "m1"}
+
+
+class CountingSink(GatedSink):
+    def __init__(self) -> None:
+        gate = asyncio.Event()
+        gate.set()
+        super().__init__(gate)
+
+
+def test_replays_racing_a_writer_thread_lose_and_repeat_nothing(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    config = _config(tmp_path)
+    writer = DeadLetterWriter(config.data_dir, "all")
+    total = 400
+    done = threading.Event()
+
+    def write_all() -> None:
+        for i in range(total):
+            writer.write([(_ev(i), "failure")])
+        done.set()
+
+    sink = CountingSink()
+    monkeypatch.setattr("shipper.sinks.replay.build_sink", lambda *_a: sink)
+    thread = threading.Thread(target=write_all)
+    thread.start()
+    while not done.is_set():
+        asyncio.run(replay_dead_letters(config, "all"))
+    thread.join()
+    asyncio.run(replay_dead_letters(config, "all"))
+    assert sorted(sink.sent) == sorted(f"m{i}" for i in range(total))
+    assert _messages(writer.path) == []
