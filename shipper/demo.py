@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from shipper.config import parse_config
+from shipper.errors import StartupError
 
 DEMO_CONFIG = """\
 data_dir: {work}/shipper
@@ -46,6 +47,9 @@ def run_demo(workdir: Path, api_address: str) -> None:
         asyncio.run(run_shipper(config))
     except KeyboardInterrupt:
         pass
+    except StartupError as exc:  # e.g. --api on a port in use: one line, not a traceback
+        print(f"ecvi-logs demo: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     finally:
         backend.terminate()
         backend.wait(5)

@@ -11,7 +11,9 @@ import tempfile
 
 import orjson
 
+from shipper.api.server import describe_bind_error
 from shipper.config import ShipperConfig
+from shipper.errors import StartupError
 from shipper.event import Event
 from shipper.sources.base import Deliver
 from shipper.sources.file.config import FileSourceConfig
@@ -21,7 +23,10 @@ from shipper.topology import apply_chain, routes_for
 
 
 async def run_tap(config: ShipperConfig, sink: str | None, limit: int) -> None:
-    """Checkpoints go to a throwaway directory (seeded from the real ones), so nothing moves."""
+    """Checkpoints go to a throwaway directory (seeded from the real ones), so nothing moves.
+
+    A forward address that cannot be listened on raises :class:`StartupError` naming the key.
+    """
     scratch = tempfile.mkdtemp(prefix="ecvi-logs-tap-")
     real = f"{config.data_dir}/checkpoints"
     with contextlib.suppress(FileNotFoundError):
@@ -58,7 +63,15 @@ async def run_tap(config: ShipperConfig, sink: str | None, limit: int) -> None:
             tasks.append(asyncio.create_task(fs.run()))
         else:
             fwd = ForwardSource(name, cfg, make_deliver(name))
-            await fwd.start()
+            try:
+                await fwd.start()
+            except OSError as exc:
+                for s in sources:
+                    await s.stop()
+                for t in tasks:
+                    t.cancel()
+                shutil.rmtree(scratch, ignore_errors=True)
+                raise StartupError(f"sources.{name}.address: {describe_bind_error(cfg.address, exc)}") from None
             sources.append(fwd)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,34 @@ def test_the_same_config_again_is_counted_unchanged(shipper_files: tuple[Path, P
         assert await _until(lambda: _lines(tmp / "out.ndjson") == 1)
         os.kill(os.getpid(), signal.SIGHUP)
         assert await _until(lambda: _reloads("unchanged") == before + 1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+
+
+def test_an_api_address_in_use_keeps_the_api_where_it_was(shipper_files: tuple[Path, Path, int]) -> None:
+    tmp, cfg, port = shipper_files
+    before = _reloads("start_failed")
+
+    def answers(p: int) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=2) as r:
+                return int(r.status) == 200
+        except OSError:
+            return False
+
+    async def go() -> None:
+        task = asyncio.create_task(run_shipper(parse_config(cfg.read_text(), env={}), cfg))
+        assert await _until(lambda: answers(port))
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            cfg.write_text(_config_text(tmp, taken.getsockname()[1]))
+            os.kill(os.getpid(), signal.SIGHUP)
+            assert await _until(lambda: _reloads("start_failed") == before + 1)
+        assert await asyncio.to_thread(answers, port)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

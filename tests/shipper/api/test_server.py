@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import time
 import urllib.request
@@ -10,7 +11,7 @@ import pytest
 
 from shipper import metrics
 from shipper.api.health import Health
-from shipper.api.server import ApiServer, bind_problem
+from shipper.api.server import ApiServer, bind_problem, describe_bind_error
 from shipper.errors import StartupError
 
 
@@ -74,3 +75,11 @@ def test_an_address_in_use_is_one_line_naming_the_key() -> None:
         assert str(info.value) == f"api.address: {address} is in use"
         assert bind_problem(address) == f"{address} is in use"
     assert bind_problem("127.0.0.1:0") is None
+
+
+def test_bind_errors_in_an_operators_words() -> None:
+    unresolvable = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    assert describe_bind_error("nowhere:9100", unresolvable) == (
+        "nowhere:9100: cannot resolve the host (Name or service not known)")
+    assert describe_bind_error("10.9.9.9:9100", OSError(errno.EADDRNOTAVAIL, "x")) == (
+        "10.9.9.9:9100 is not an address of this host")
