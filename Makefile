@@ -6,10 +6,10 @@ export ECVI_CACHE_DIR ?= $(HOME)/.cache/ecvi-logs
 
 .PHONY: run test unit lint services reliability bench clean venv
 
-$(BIN)/ecvi-logs: pyproject.toml constraints.txt
+$(BIN)/ecvi-logs: pyproject.toml logging_config/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/pip install -q -c constraints.txt -e './logging_config[fluent,celery,sentry]' -e '.[test]'
 	touch $@
 
 venv: $(BIN)/ecvi-logs

@@ -14,6 +14,7 @@ from typing import IO, Any, Literal
 
 from ._console import ConsoleFormatter
 from ._formatter import JsonFormatter
+from ._redact import Redactor
 
 __all__ = ["FRAMEWORK_LOGGERS", "configure", "dict_config", "is_configured"]
 
@@ -72,6 +73,9 @@ def configure(
     fluent: Mapping[str, Any] | None = None,
     stream: IO[str] | None = None,
     uvicorn_access: bool = True,
+    sentry_dsn: str | None = None,
+    traces_sample_rate: float = 0.1,
+    sentry_options: Mapping[str, Any] | None = None,
 ) -> None:
     """Send every log record of the process, as one ECVI JSON line, to ``stream`` (stdout).
 
@@ -80,6 +84,11 @@ def configure(
     ``queue_maxsize``, ``timeout``) also ships records to a Fluent forward input. Set
     ``uvicorn_access=False`` when :class:`~logging_config.asgi.RequestContextMiddleware` writes
     the access lines, so each request is not logged twice.
+
+    ``sentry_dsn`` (default: the ``SENTRY_DSN`` environment variable; ``""`` or neither leaves
+    Sentry untouched) enables Sentry with ``release=version``, ``environment``, a
+    ``traces_sample_rate`` of 10 % and the bound context on every event; ``sentry_options`` go
+    to ``sentry_sdk.init``. See :mod:`logging_config.sentry`.
 
     Calling it again replaces what the previous call installed.
     """
@@ -120,6 +129,21 @@ def configure(
     if not uvicorn_access:
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
+    # After the handlers, so a warning about the DSN is written as a line like any other.
+    from .sentry import SentryFilter, init_sentry
+
+    if init_sentry(
+        sentry_dsn,
+        release=version,
+        environment=environment,
+        redactor=Redactor(fields["redact"]),
+        traces_sample_rate=traces_sample_rate,
+        options=sentry_options,
+    ):
+        sentry_filter = SentryFilter()  # one instance: a record becomes at most one event
+        for handler in handlers:
+            handler.addFilter(sentry_filter)
+
 
 def dict_config(
     *,
@@ -158,6 +182,7 @@ def dict_config(
             "class": "logging.StreamHandler",
             "stream": stream,
             "formatter": "ecvi_console" if console else "ecvi_json",
+            "filters": ["ecvi_sentry"],
         }
     }
     if fluent is not None:
@@ -166,6 +191,7 @@ def dict_config(
         handlers["ecvi_fluent"] = {
             "()": "logging_config.fluent.FluentForwardHandler",
             "formatter": "ecvi_json",
+            "filters": ["ecvi_sentry"],
             **options,
         }
     loggers: dict[str, Any] = {
@@ -177,6 +203,8 @@ def dict_config(
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": formatters,
+        # A no-op until Sentry is initialised (logging_config.sentry.init_sentry).
+        "filters": {"ecvi_sentry": {"()": "logging_config.sentry.SentryFilter"}},
         "handlers": handlers,
         "root": {"level": logging.getLevelName(_level(level)), "handlers": list(handlers)},
         "loggers": loggers,

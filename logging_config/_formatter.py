@@ -23,13 +23,15 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 from . import _context, _trace
+from ._record import CONTEXT_ATTRIBUTE, install_record_factory
 from ._redact import MAX_DEPTH, REDACTED, Redactor, key_to_str, safe_repr, safe_str
 
 __all__ = ["JsonFormatter"]
 
 #: LogRecord attributes that are not extra fields. ``color_message`` is uvicorn's ANSI copy of
 #: the message; ``taskName`` arrived in Python 3.12.
-_NOT_EXTRA = frozenset({*RESERVED_ATTRS, "message", "asctime", "taskName", "color_message"})
+#: ``ecvi_context`` is the bound context our record factory stores (see ``_record``).
+_NOT_EXTRA = frozenset({*RESERVED_ATTRS, "message", "asctime", "taskName", "color_message", CONTEXT_ATTRIBUTE})
 _STANDARD_ATTRIBUTES = len(logging.LogRecord("", logging.INFO, "", 0, "", (), None).__dict__)
 _ID_FIELDS = frozenset(_context.CONTEXT_FIELDS)
 _SCALAR_TYPES = frozenset({int, float, bool, type(None)})
@@ -66,6 +68,7 @@ class JsonFormatter(OrjsonFormatter):
         # so most records reuse the copy.
         self._context_cache: tuple[Mapping[str, Any] | None, dict[str, Any]] = (None, {})
         self._custom_processing = type(self).process_log_record is not OrjsonFormatter.process_log_record
+        install_record_factory()
 
     # -- python-json-logger hooks ------------------------------------------------------------
 
@@ -117,7 +120,7 @@ class JsonFormatter(OrjsonFormatter):
         log_data["message"] = self._message(record)
 
         extras, overrides = self._extras(record, message_dict)
-        log_data.update(self._bound_context(overrides))
+        log_data.update(self._bound_context(overrides, record))
         log_data.update(self.static_fields)
         if extras:
             log_data.update(extras)
@@ -225,8 +228,11 @@ class JsonFormatter(OrjsonFormatter):
             self._key_kinds[key] = (kind, name)
         return kind, name
 
-    def _bound_context(self, overrides: dict[str, Any] | None) -> Mapping[str, Any]:
-        bound = _context.snapshot()
+    def _bound_context(self, overrides: dict[str, Any] | None, record: logging.LogRecord) -> Mapping[str, Any]:
+        # The context the record was made in (our record factory), else the current one.
+        bound = record.__dict__.get(CONTEXT_ATTRIBUTE)
+        if bound is None:
+            bound = _context.snapshot()
         span = _trace.current_span_ids()
         if span is not None:
             bound = _context.canonical({**bound, "trace_id": span[0], "span_id": span[1]})
@@ -278,7 +284,7 @@ class JsonFormatter(OrjsonFormatter):
             "message": redact(safe_str(record.msg)),
         }
         with contextlib.suppress(Exception):
-            data.update(self._bound_context(None))
+            data.update(self._bound_context(None, record))
         data.update(self.static_fields)
         data["args"] = redact(safe_repr(record.args))
         data["logging_error"] = redact(safe_repr(error))

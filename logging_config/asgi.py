@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from . import _context
+from . import _context, sentry
 
 __all__ = ["RequestContextMiddleware"]
 
@@ -87,13 +87,21 @@ class RequestContextMiddleware:
                 finished = time.perf_counter()
 
         started = time.perf_counter()
+        event_id: str | None = None
         try:
             await self.app(scope, receive, send_with_request_id)
+        except Exception as error:
+            # Reported here, while the request's context is still bound: the framework's own
+            # report (outside this middleware) comes after the context ended, and is dropped
+            # by Sentry as a duplicate of this one.
+            event_id = sentry.capture_exception(error)
+            raise
         finally:
             # Timed to the last byte of the response, not including background tasks that
             # Starlette runs afterwards; logged after them, so what they bind is on the line.
             ended = finished if finished is not None else time.perf_counter()
-            self._log_access(scope, status, (ended - started) * 1000)
+            self._log_access(scope, status, (ended - started) * 1000, event_id)
+            sentry.tag_transaction()
 
     def _incoming_request_id(self, scope: Scope) -> str | None:
         for name, value in scope.get("headers", ()):
@@ -102,7 +110,7 @@ class RequestContextMiddleware:
                 return candidate if _VALID_REQUEST_ID.fullmatch(candidate) else None
         return None
 
-    def _log_access(self, scope: Scope, status: int, duration_ms: float) -> None:
+    def _log_access(self, scope: Scope, status: int, duration_ms: float, event_id: str | None = None) -> None:
         method = scope.get("method", "")
         path = scope.get("path", "")
         fields: dict[str, Any] = {
@@ -114,5 +122,10 @@ class RequestContextMiddleware:
         client = scope.get("client")
         if client:
             fields["client"] = f"{client[0]}:{client[1]}"
+        if event_id is not None:
+            fields["sentry_event_id"] = event_id
+        if status >= 500:
+            # The error itself goes to Sentry with its exception, not as this line's message.
+            fields["_ecvi_sentry_skip"] = True
         level = logging.ERROR if status >= 500 else logging.INFO
         self.logger.log(level, "%s %s %s", method, path, status, extra=fields)

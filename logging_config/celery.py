@@ -12,7 +12,7 @@ from typing import Any
 
 from celery import signals
 
-from . import _context
+from . import _context, sentry
 
 __all__ = ["HEADER", "install", "uninstall"]
 
@@ -34,6 +34,7 @@ def install(*, worker_logging: bool = True) -> None:
     signals.before_task_publish.connect(_on_publish, weak=False, dispatch_uid=_on_publish.__name__)
     signals.task_prerun.connect(_on_prerun, weak=False, dispatch_uid=_on_prerun.__name__)
     signals.task_postrun.connect(_on_postrun, weak=False, dispatch_uid=_on_postrun.__name__)
+    signals.task_failure.connect(_on_failure, weak=False, dispatch_uid=_on_failure.__name__)
     if worker_logging:
         signals.setup_logging.connect(_on_setup_logging, weak=False, dispatch_uid=_on_setup_logging.__name__)
 
@@ -43,6 +44,7 @@ def uninstall() -> None:
     signals.before_task_publish.disconnect(dispatch_uid=_on_publish.__name__)
     signals.task_prerun.disconnect(dispatch_uid=_on_prerun.__name__)
     signals.task_postrun.disconnect(dispatch_uid=_on_postrun.__name__)
+    signals.task_failure.disconnect(dispatch_uid=_on_failure.__name__)
     signals.setup_logging.disconnect(dispatch_uid=_on_setup_logging.__name__)
 
 
@@ -77,7 +79,16 @@ def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     _tokens[task_id] = _context.replace(values)
 
 
+def _on_failure(exception: BaseException | None = None, **_: Any) -> None:
+    # With the task's context still bound. Sentry's Celery integration usually reported the
+    # error already (then this only looks its id up); it misses tasks whose tracer was built
+    # before sentry_sdk.init (a worker imported before the app configured logging).
+    if exception is not None:
+        sentry.capture_exception(exception)
+
+
 def _on_postrun(task_id: str | None = None, **_: Any) -> None:
+    sentry.tag_transaction()
     token = _tokens.pop(task_id, None) if task_id is not None else None
     if token is not None:
         _context.restore(token)
