@@ -41,7 +41,7 @@ def test_secret_keys_are_redacted_at_any_depth(output: Output) -> None:
             "request": {
                 "headers": {"Authorization": "Bearer abc", "X-Api-Key": "k-1", "Accept": "json"},
                 "cookies": [{"name": "session", "Set-Cookie": "sid=1"}],
-                "body": ({"user": "bob", "credentials": {"access_token": "t0k3n", "ttl": 30}},),
+                "body": ({"user": "bob", "grant": {"access_token": "t0k3n", "ttl": 30}},),
             },
         },
     )
@@ -50,7 +50,7 @@ def test_secret_keys_are_redacted_at_any_depth(output: Output) -> None:
     headers = record["request"]["headers"]
     assert headers == {"Authorization": "[REDACTED]", "X-Api-Key": "[REDACTED]", "Accept": "json"}
     assert record["request"]["cookies"] == "[REDACTED]"  # the key "cookies" itself names a secret
-    assert record["request"]["body"] == [{"user": "bob", "credentials": {"access_token": "[REDACTED]", "ttl": 30}}]
+    assert record["request"]["body"] == [{"user": "bob", "grant": {"access_token": "[REDACTED]", "ttl": 30}}]
     assert "hunter2" not in output.text and "t0k3n" not in output.text and "k-1" not in output.text
 
 
@@ -75,14 +75,14 @@ def test_credentials_inside_strings_are_redacted(text: str, expected: str) -> No
 
 
 def test_messages_context_and_exceptions_are_redacted_too(output: Output) -> None:
-    logging_config.bind(request_id="r", upstream_auth="Bearer abcdefgh12345")
+    logging_config.bind(request_id="r", upstream_header="Bearer abcdefgh12345")
     try:
         raise PermissionError("rejected Authorization: Bearer zzzzzzzz99999")
     except PermissionError:
         log.exception("call with token=%s failed", "t-777")
-    [record] = output.records(bound_extra=("upstream_auth",))
+    [record] = output.records(bound_extra=("upstream_header",))
     assert record["message"] == "call with token=[REDACTED] failed"
-    assert record["upstream_auth"] == "Bearer [REDACTED]"  # "auth" is no secret key; the credential is
+    assert record["upstream_header"] == "Bearer [REDACTED]"  # no secret key; the credential is
     assert "zzzzzzzz99999" not in record["exception"]["message"]
     assert "zzzzzzzz99999" not in record["exception"]["stacktrace"]
     assert "t-777" not in output.text and "abcdefgh12345" not in output.text
