@@ -271,7 +271,7 @@ class Topology:
     def sync_health(self) -> None:
         """Copy each sink's health check and worker state into ``health`` (read by /ready)."""
         self.health.sinks = {n: d.healthy for n, d in self.drivers.items()}
-        self.health.sink_workers = {n: bool(getattr(d, "up", True)) for n, d in self.drivers.items()}
+        self.health.sink_workers = {n: d.up for n, d in self.drivers.items()}
 
     async def _monitor(self) -> None:
         while True:

@@ -182,3 +182,30 @@ def test_a_dead_source_is_restarted_and_ready_follows(
 
     asyncio.run(go())
     assert sorted(set(held_sink.sent)) == [0, 1]
+
+
+def test_ready_is_503_while_a_sink_has_workers_down(
+    tmp_path: Path, held_sink: type[HeldSink], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shipper.sinks._common.driver import SinkDriver
+
+    held_sink.passing = True
+
+    async def go() -> None:
+        health = Health()
+        api = ApiServer("127.0.0.1:0", health)
+        api.start()
+        topo = Topology(_config(tmp_path), health)
+        await topo.start()
+        try:
+            assert await _until(lambda: _get(api.port)[0] == 200)
+            with monkeypatch.context() as m:
+                m.setattr(SinkDriver, "up", property(lambda self: False))  # a worker died, not yet restarted
+                assert await _until(lambda: _get(api.port)[0] == 503)
+                assert _get(api.port)[1]["sink_workers"] == {"out": False}
+            assert await _until(lambda: _get(api.port)[0] == 200)
+        finally:
+            await topo.stop()
+            api.stop()
+
+    asyncio.run(go())
