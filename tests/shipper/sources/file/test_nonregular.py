@@ -42,28 +42,32 @@ def bytes_read(source: str) -> float:
 
 
 class FifoWatchdog:
-    """Opens a FIFO's write end after ``after`` seconds, freeing a reader stuck in ``open()``.
+    """After ``after`` seconds, keeps opening the FIFOs' write ends, freeing readers stuck in ``open()``.
 
-    ``fired`` tells whether it had to: the code under test blocked on the FIFO.
+    ``fired`` tells whether it had to: the code under test blocked on a FIFO.
     """
 
-    def __init__(self, fifo: Path, after: float) -> None:
-        self.fifo, self.after, self.fired = fifo, after, False
+    def __init__(self, fifos: Path | list[Path], after: float) -> None:
+        self.fifos = fifos if isinstance(fifos, list) else [fifos]
+        self.after, self.fired = after, False
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        if not self._done.wait(self.after):
-            self.fired = True
+        if self._done.wait(self.after):
+            return
+        self.fired = True
+        while not self._done.wait(0.05):
             self._release()
 
     def _release(self) -> None:
-        try:
-            fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO: nobody is waiting to read
-        except OSError:
-            return
-        os.close(fd)
+        for fifo in self.fifos:
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO: nobody is waiting to read
+            except OSError:
+                continue
+            os.close(fd)
 
     def finish(self) -> None:
         self._done.set()
@@ -340,13 +344,19 @@ def test_name_with_invalid_utf8_is_shipped_and_checkpointed(tmp_path: Path) -> N
 def test_many_non_regular_paths_warn_little_and_count_once(tmp_path: Path,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "a.log").write_text("ok\n")
-    for i in range(300):
-        os.mkfifo(tmp_path / f"p{i:03}.log")
+    fifos = [tmp_path / f"p{i:03}.log" for i in range(300)]
+    for fifo in fifos:
+        os.mkfifo(fifo)
+    watchdog = FifoWatchdog(fifos, after=4.0)
     col = Collector()
     src = FileSource("nr-many", text_cfg(str(tmp_path / "*.log")), col, tmp_path / "data")
-    with caplog.at_level(logging.WARNING, logger="shipper.sources.file"):
-        asyncio.run(asyncio.wait_for(run_until(src, lambda: False, timeout=0.5), 10))
-    src.close()
+    try:
+        with caplog.at_level(logging.WARNING, logger="shipper.sources.file"):
+            asyncio.run(asyncio.wait_for(run_until(src, lambda: False, timeout=0.5), 10))
+    finally:
+        watchdog.finish()
+        src.close()
+    assert not watchdog.fired, "the source blocked opening a FIFO"
     assert col.messages() == ["ok"]
     assert skipped("nr-many", "fifo") == 300  # every path counted once over many scans
     lines = [r.getMessage() for r in caplog.records]
