@@ -78,6 +78,14 @@ def describe_tenant(tenant: Hashable | None) -> str:
     return f"source {tenant}" if tenant is not None else "the shipper's own jobs"
 
 
+def pod_budget(max_names: int, configured: int | None, default: int) -> int:
+    """One tenant's budget: as configured, else ``default`` but at most half the sink-wide cap.
+
+    Half, so that with the defaults no single pod can fill the sink-wide cap on its own.
+    """
+    return configured if configured is not None else max(1, min(default, max_names // 2))
+
+
 class NameGuard:
     """At most ``max_names`` distinct names per window, of which one tenant brings at most ``max_per_tenant``.
 

@@ -17,6 +17,9 @@ from shipper.sinks.cloudwatch.limits import (
     RETENTION_DAYS,
 )
 
+DEFAULT_GROUPS_PER_POD = 5
+DEFAULT_STREAMS_PER_POD = 20
+
 _TEMPLATE_FIELD = re.compile(r"\{\{.*?\}\}")
 
 
@@ -46,17 +49,19 @@ class CloudWatchSinkConfig(SinkConfigBase):
         description="When 'group' has '{{ field }}' parts: distinct groups per hour before events go to the "
         "overflow group (the template with every field '__overflow__').",
     )
-    max_groups_per_pod: int = Field(
-        5, ge=1, description="Of those, how many new groups one pod (or, without pod metadata, one source) may "
-        "bring per hour; its further ones overflow, nobody else's.",
+    max_groups_per_pod: int | None = Field(
+        None, ge=1, description="Of those, how many new groups one pod (or, without pod metadata, one source) "
+        f"may bring per hour; its further ones overflow, nobody else's. Default: {DEFAULT_GROUPS_PER_POD}, "
+        "at most half of max_groups.",
     )
     max_streams: int = Field(
         1000, ge=1,
         description="Distinct (group, stream) pairs per hour before events go to the overflow stream of "
         "their group (the stream template with every field '__overflow__').",
     )
-    max_streams_per_pod: int = Field(
-        20, ge=1, description="Of those, how many new streams one pod (or one source) may bring per hour.",
+    max_streams_per_pod: int | None = Field(
+        None, ge=1, description="Of those, how many new streams one pod (or one source) may bring per hour. "
+        f"Default: {DEFAULT_STREAMS_PER_POD}, at most half of max_streams.",
     )
     max_event_bytes: int = Field(
         MAX_EVENT_BYTES,

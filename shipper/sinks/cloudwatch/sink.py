@@ -14,7 +14,7 @@ from shipper import metrics
 from shipper.event import Event
 from shipper.sinks._common.base import Sink
 from shipper.sinks._common.outcome import PermanentSinkError, SendOutcome, TransientSinkError
-from shipper.sinks.cloudwatch.config import CloudWatchSinkConfig
+from shipper.sinks.cloudwatch.config import DEFAULT_GROUPS_PER_POD, DEFAULT_STREAMS_PER_POD, CloudWatchSinkConfig
 from shipper.sinks.cloudwatch.limits import (
     EVENT_OVERHEAD_BYTES,
     LogEvent,
@@ -32,7 +32,7 @@ from shipper.sinks.cloudwatch.service import (
     build_client,
     classify_error,
 )
-from shipper.templates import NameGuard, compile_template, is_template, render, tenant_of
+from shipper.templates import NameGuard, compile_template, is_template, pod_budget, render, tenant_of
 
 if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
@@ -235,8 +235,10 @@ class DestinationBudget:
         self.sink = sink
         missing = config.missing_value
         grouped = is_template(config.group)
-        self.groups = NameGuard(config.max_groups, config.max_groups_per_pod) if grouped else None
-        self.streams = (NameGuard(config.max_streams, config.max_streams_per_pod)
+        groups_per_pod = pod_budget(config.max_groups, config.max_groups_per_pod, DEFAULT_GROUPS_PER_POD)
+        streams_per_pod = pod_budget(config.max_streams, config.max_streams_per_pod, DEFAULT_STREAMS_PER_POD)
+        self.groups = NameGuard(config.max_groups, groups_per_pod) if grouped else None
+        self.streams = (NameGuard(config.max_streams, streams_per_pod)
                         if grouped or is_template(config.stream) else None)
         self.overflow_group = clean_group_name(_overflow_text(config.group), missing)
         self.overflow_stream = clean_stream_name(_overflow_text(config.stream), missing)

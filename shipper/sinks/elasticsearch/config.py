@@ -54,10 +54,11 @@ class ElasticsearchSinkConfig(SinkConfigBase):
         description="When 'index' has '{{ field }}' parts: distinct values of them per hour before events "
         "go to the overflow index (the template with every field '__overflow__').",
     )
-    max_indices_per_pod: int = Field(
-        DEFAULT_INDICES_PER_POD, ge=1,
+    max_indices_per_pod: int | None = Field(
+        None, ge=1,
         description="Of those, how many new ones one pod (or, without pod metadata, one source) may "
-        "bring per hour; its further ones go to the overflow index, nobody else's.",
+        "bring per hour; its further ones go to the overflow index, nobody else's. "
+        f"Default: {DEFAULT_INDICES_PER_POD}, at most half of max_indices.",
     )
     compression: Literal["none", "gzip"] = Field("none", description="Compress bulk request bodies.")
     ilm_policy: str | None = Field(

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from shipper.event import Event
-from shipper.sinks.elasticsearch.names import DEFAULT_INDICES_PER_POD, DEFAULT_MAX_INDICES, IndexNamer
+from shipper.sinks.elasticsearch.names import DEFAULT_MAX_INDICES, IndexNamer
 
 _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
 
@@ -63,7 +63,7 @@ class BulkEncoder:
     """Encodes batches for one sink's ``index`` setting (daily indices or a data stream name)."""
 
     def __init__(self, index: str, data_stream: bool = False, *, max_indices: int = DEFAULT_MAX_INDICES,
-                 max_indices_per_pod: int | None = DEFAULT_INDICES_PER_POD, sink: str = "") -> None:
+                 max_indices_per_pod: int | None = None, sink: str = "") -> None:
         self.index = index
         self.names = IndexNamer(index, data_stream, max_indices=max_indices,
                                 max_indices_per_pod=max_indices_per_pod, sink=sink)

@@ -9,8 +9,9 @@ of ``{{ field }}`` parts are cleaned here, so a valid prefix such as ``app-`` st
 
 Each distinct tuple of field values is a new index (and shards, for a day), so a :class:`NameGuard`
 lets at most ``max_indices`` tuples per hour through, of which one pod brings at most
-``max_indices_per_pod``; later ones go to the overflow index, the template with every field
-``__overflow__`` (``app-__overflow__-2025.01.01``), counted in ``ecvi_shipper_index_overflow_total``.
+``max_indices_per_pod`` (default 10, at most half the cap); later ones go to the overflow index,
+the template with every field ``__overflow__`` (``app-__overflow__-2025.01.01``), counted in
+``ecvi_shipper_index_overflow_total``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 from shipper import metrics
 from shipper.event import Event, lookup_path
-from shipper.templates import NameGuard, compile_template, is_template, tenant_of
+from shipper.templates import NameGuard, compile_template, is_template, pod_budget, tenant_of
 
 log = logging.getLogger("shipper.sinks.elasticsearch")
 
@@ -100,7 +101,7 @@ class IndexNamer:
     """The index each event goes to, for one sink's ``index`` setting (daily indices or a data stream)."""
 
     def __init__(self, pattern: str, data_stream: bool = False, *, max_indices: int = DEFAULT_MAX_INDICES,
-                 max_indices_per_pod: int | None = DEFAULT_INDICES_PER_POD, sink: str = "",
+                 max_indices_per_pod: int | None = None, sink: str = "",
                  guard: NameGuard | None = None) -> None:
         self.pattern = pattern
         self.sink = sink
@@ -108,7 +109,9 @@ class IndexNamer:
         self._templated = is_template(pattern)
         self._granularity = _granularity(pattern) if self._dated else 1
         self._paths = [tuple(p.split(".")) for p in compile_template(pattern)[1]]
-        self.guard = guard if guard is not None else NameGuard(max_indices, max_indices_per_pod)
+        if guard is None:
+            guard = NameGuard(max_indices, pod_budget(max_indices, max_indices_per_pod, DEFAULT_INDICES_PER_POD))
+        self.guard = guard
         self._names: dict[tuple[Any, ...], tuple[str, bool]] = {}
         self.overflowed = 0
         """Events sent to the overflow index since start."""

@@ -39,19 +39,21 @@ class LokiSinkConfig(SinkConfigBase):
     max_label_values: int = Field(
         500, ge=1, description="Cardinality guard: distinct values per label per hour before overflow."
     )
-    max_label_values_per_pod: int = Field(
-        DEFAULT_VALUES_PER_POD, ge=1,
+    max_label_values_per_pod: int | None = Field(
+        None, ge=1,
         description="Of those, how many new values one pod (or, without pod metadata, one source) may "
-        "bring per label per hour; its further new values become '__overflow__', nobody else's.",
+        "bring per label per hour; its further new values become '__overflow__', nobody else's. "
+        f"Default: {DEFAULT_VALUES_PER_POD}, at most half of max_label_values.",
     )
     max_streams: int = Field(
         DEFAULT_MAX_STREAMS, ge=1,
         description="Distinct label sets (streams) per hour; further new ones go to the stream whose "
         "labels are all '__overflow__'.",
     )
-    max_streams_per_pod: int = Field(
-        DEFAULT_STREAMS_PER_POD, ge=1,
-        description="Of those, how many new streams one pod (or one source) may bring per hour.",
+    max_streams_per_pod: int | None = Field(
+        None, ge=1,
+        description="Of those, how many new streams one pod (or one source) may bring per hour. "
+        f"Default: {DEFAULT_STREAMS_PER_POD}, at most half of max_streams.",
     )
     auth: HttpAuthConfig | None = None
     tls: TlsConfig | None = None

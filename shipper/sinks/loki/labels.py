@@ -6,10 +6,10 @@ still multiply into each other. The guard therefore bounds, per hour:
 
 * values per label: at most ``max_values`` distinct values sink-wide, of which one tenant (the pod
   the line came from, as the shipper derived it; else its source) brings at most
-  ``max_values_per_pod``; a refused value becomes ``__overflow__``;
+  ``max_values_per_pod`` (default 50, at most half the cap); a refused value becomes ``__overflow__``;
 * streams (whole label sets): at most ``max_streams`` sink-wide, of which one tenant brings at most
-  ``max_streams_per_pod``; a refused label set becomes the overflow stream, every label
-  ``__overflow__`` (events counted in ``ecvi_shipper_index_overflow_total``).
+  ``max_streams_per_pod`` (default 100, at most half the cap); a refused label set becomes the
+  overflow stream, every label ``__overflow__`` (events counted in ``ecvi_shipper_index_overflow_total``).
 
 A value or stream already admitted is free for everyone, so a pod logging junk spends its own
 budget and overflows only its own events; the other pods' first-seen values still get in.
@@ -28,7 +28,7 @@ from typing import Any
 
 from shipper import metrics
 from shipper.event import AUTHORITATIVE_ROOTS, Event, lookup_path
-from shipper.templates import WINDOW_SECS, NameGuard, compile_template, render, tenant_of
+from shipper.templates import WINDOW_SECS, NameGuard, compile_template, pod_budget, render, tenant_of
 
 log = logging.getLogger("shipper.sinks.loki")
 
@@ -107,15 +107,16 @@ class CardinalityGuard:
 
     def __init__(self, max_values: int, window_secs: float = WINDOW_SECS,
                  clock: Callable[[], float] = time.monotonic, sink: str = "", *,
-                 max_streams: int = DEFAULT_MAX_STREAMS, max_values_per_pod: int | None = DEFAULT_VALUES_PER_POD,
-                 max_streams_per_pod: int | None = DEFAULT_STREAMS_PER_POD) -> None:
+                 max_streams: int = DEFAULT_MAX_STREAMS, max_values_per_pod: int | None = None,
+                 max_streams_per_pod: int | None = None) -> None:
         self.max_values = max_values
-        self.max_values_per_pod = max_values_per_pod
+        self.max_values_per_pod = pod_budget(max_values, max_values_per_pod, DEFAULT_VALUES_PER_POD)
         self.sink = sink
         self.window_secs = window_secs
         self._clock = clock
         self._labels: dict[str, NameGuard] = {}
-        self.streams = NameGuard(max_streams, max_streams_per_pod, window_secs, clock)
+        streams_per_pod = pod_budget(max_streams, max_streams_per_pod, DEFAULT_STREAMS_PER_POD)
+        self.streams = NameGuard(max_streams, streams_per_pod, window_secs, clock)
         self.overflowed: dict[str, int] = {}
         """Values sent as ``__overflow__`` since start, per label (counted once per new input)."""
         self.stream_overflows = 0
