@@ -212,3 +212,12 @@ def test_sink_builds_its_guard_from_the_options(tmp_path: object) -> None:
                                          "max_streams": 7, "max_streams_per_pod": 3, "max_label_values_per_pod": 4})
     sink = LokiSink("opts", cfg, str(tmp_path))
     assert (sink.guard.streams.max_names, sink.guard.streams.max_per_tenant, sink.guard.max_values_per_pod) == (7, 3, 4)
+
+
+def test_a_lowered_cap_still_leaves_room_for_other_pods() -> None:
+    """By default one pod's share is at most half the sink-wide cap, whatever the cap is."""
+    r = LabelRenderer({"service": "{{ service }}"}, CardinalityGuard(10, sink="small-cap"))
+    junk = r.group([_pod("sandbox", service=f"junk-{i}") for i in range(40)])
+    assert len(junk) == 5 + 1
+    quiet = r.group([_pod("payments", service=s) for s in ("api", "worker", "web")])
+    assert [dict(s.pairs)["service"] for s in quiet] == ["api", "worker", "web"]
