@@ -171,11 +171,19 @@ class FileSource:
             self._pending.append(Opened(path, fd, dev, ino))
 
     def _adopt(self, o: Opened, rotated: bool) -> bool:
-        """Start tailing an open descriptor; False while the file has no complete first line."""
-        fp = fingerprint(o.fd)
+        """Start tailing an open descriptor; False while the file has no complete first line.
+
+        True also when its first line cannot be read: it is then dropped (held, not reopened).
+        """
+        try:
+            fp = fingerprint(o.fd)
+            size = os.fstat(o.fd).st_size
+        except OSError as exc:  # like a failed read: this file only, and its descriptor is closed
+            self._warn_unreadable(o.path, 0, exc)
+            os.close(o.fd)
+            return True
         if fp is None:
             return False
-        size = os.fstat(o.fd).st_size
         entry = self.store.get(o.key)
         if entry is not None and entry.get("fp") == fp:
             offset, gen = int(entry["offset"]), int(entry.get("gen", 0))
@@ -223,9 +231,13 @@ class FileSource:
             # Look for new files between reads too: under a rotation storm a rotated file may be
             # compressed and deleted soon after; once opened, it is read to its end regardless.
             self._maybe_discover()
-            n = t.read(batch, _READ_BUDGET, self._maybe_discover)
-            if n == 0 and t.check_truncated():
-                n = t.read(batch, _READ_BUDGET)
+            try:
+                n = t.read(batch, _READ_BUDGET, self._maybe_discover)
+                if n == 0 and t.check_truncated():
+                    n = t.read(batch, _READ_BUDGET)
+            except OSError as exc:
+                self._drop_unreadable(t, exc)
+                continue
             if t.group_expired() or (t.eof and t.rotated_at is not None and t.pending_group):
                 t.flush_group(batch)
             progressed |= n > 0
@@ -236,6 +248,21 @@ class FileSource:
         if batch or cuts:
             await self._deliver(batch, cuts)
         return progressed
+
+    def _drop_unreadable(self, t: Tailer, exc: OSError) -> None:
+        """A read failed (EIO...): stop reading this file, and only this one.
+
+        The opener keeps holding its inode, so it is not reopened and failed again every scan; its
+        checkpoint stays at the last delivered line, where a restart resumes.
+        """
+        self._warn_unreadable(t.path, t.offset, exc)
+        t.close()
+        del self.tailers[t.key]
+
+    def _warn_unreadable(self, path: str, offset: int, exc: OSError) -> None:
+        log.warning("%s: read failed at offset %d (%s); no longer read until a restart",
+                    display_path(path), offset, exc.strerror or exc)
+        metrics.FILES_SKIPPED.labels(self.name, "unreadable").inc()
 
     async def _deliver(self, batch: list[Event], cuts: dict[str, tuple[Tailer, int]]) -> None:
         if batch:

@@ -388,3 +388,46 @@ def test_expand_matches_glob_without_links(tmp_path: Path, pattern: str) -> None
     full = str(tmp_path / pattern)
     expected = sorted(p for p in glob.glob(full, recursive=True) if not (pattern.endswith("**") and os.path.isdir(p)))
     assert expand(full) == expected
+
+
+def test_read_error_costs_only_that_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    a, bad = tmp_path / "a.log", tmp_path / "bad.log"
+    a.write_text("a1\n")
+    bad.write_text("b1\n")
+    bad_ino = bad.stat().st_ino
+    broken = threading.Event()
+    real_pread = os.pread
+
+    def failing_pread(fd: int, n: int, offset: int) -> bytes:
+        if broken.is_set() and os.fstat(fd).st_ino == bad_ino:
+            raise OSError(5, "Input/output error")  # a failing disk under one file
+        return real_pread(fd, n, offset)
+
+    monkeypatch.setattr(os, "pread", failing_pread)
+    col = Collector()
+    src = FileSource("nr-eio", text_cfg(str(tmp_path / "*.log")), col, tmp_path / "data")
+
+    async def go() -> None:
+        task = asyncio.create_task(src.run())
+        while len(col.events) < 2:
+            await asyncio.sleep(0.02)
+        broken.set()
+        with bad.open("a") as f:
+            f.write("b2\n")
+        await asyncio.sleep(0.3)
+        with a.open("a") as f:
+            f.write("a2\n")
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 3
+        while len(col.events) < 3 and loop.time() < end and not task.done():
+            await asyncio.sleep(0.02)
+        await src.stop()
+        await asyncio.wait_for(task, 5)
+
+    with caplog.at_level(logging.WARNING, logger="shipper.sources.file"):
+        asyncio.run(asyncio.wait_for(go(), 15))
+    src.close()
+    assert sorted(col.messages()) == ["a1", "a2", "b1"]
+    assert skipped("nr-eio", "unreadable") == 1
+    assert len([r for r in caplog.records if "bad.log" in r.getMessage()]) == 1
