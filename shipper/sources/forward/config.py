@@ -40,6 +40,13 @@ class ForwardSourceConfig(BaseModel):
         ge=1024,
         description="Largest frame (and decompressed payload) accepted; a larger one closes the connection.",
     )
+    max_frame_values: int = Field(
+        default=1_000_000,
+        ge=1000,
+        description="Most values (array items, map keys and values) one frame, or one PackedForward "
+        "payload, may unpack into; a frame with more closes its connection. A value may take one byte "
+        "on the wire and hundreds once decoded: this bounds a frame's memory whatever its size.",
+    )
     max_connections: int = Field(default=1024, ge=1, description="Open connections beyond this are refused.")
     max_connections_per_peer: int = Field(
         default=64, ge=1, description="Open connections from one remote IP address beyond this are refused."

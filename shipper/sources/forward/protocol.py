@@ -31,6 +31,9 @@ from shipper.sources.forward.errors import (
 
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 
+MAX_CHUNK_LENGTH = 1024
+"""Longest ``chunk`` id echoed in an ack (Fluentd and Fluent Bit send 24 base64 characters)."""
+
 # Bytes handed to the unpacker at once; its buffer holds at most one partial frame plus this.
 _FEED_SLICE = 64 * 1024
 
@@ -46,40 +49,90 @@ class ForwardMessage:
 
 
 UNPACKER_BUFFER_BYTES = 1024 * 1024
-"""msgpack's Unpacker allocates a buffer of at least this size, whatever its limits."""
+"""The least a frame in progress is accounted for: the slot unit of the source's memory budget."""
+
+DEFAULT_MAX_FRAME_VALUES = 1_000_000
 
 
-def _unpacker(max_buffer_size: int) -> msgpack.Unpacker:
-    # surrogateescape keeps a PackedForward payload sent as msgpack ``str`` byte-exact; strings
-    # in records are repaired to U+FFFD later, only when they need it.
-    return msgpack.Unpacker(
-        raw=False,
-        unicode_errors="surrogateescape",
-        strict_map_key=False,
-        max_buffer_size=max_buffer_size,
-    )
+class _ValueBudget:
+    """Counts the values of one frame as msgpack builds its containers, and stops it past ``limit``.
+
+    A container counts for itself and for its items (a map's keys and values), so nested
+    containers count twice: a bound, not a census.
+
+    A value costs 50 to 500 bytes once decoded (a list, a dict, an event) while it may take one
+    byte on the wire: counting bytes alone lets a 16 MiB frame become gigabytes.
+    """
+
+    __slots__ = ("left", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def __call__(self, container: Any) -> Any:
+        self.left -= 1 + len(container) * (2 if type(container) is dict else 1)
+        if self.left < 0:
+            raise self._exceeded()
+        return container
+
+    def spend(self, values: int) -> None:
+        """Count ``values`` that no container hook sees (top-level PackedForward entries)."""
+        self.left -= values
+        if self.left < 0:
+            raise self._exceeded()
+
+    def _exceeded(self) -> ForwardDecodeError:
+        return ForwardDecodeError(FRAME_TOO_LARGE, f"more than max_frame_values={self.limit} values")
+
+    def options(self) -> dict[str, Any]:
+        """``Unpacker`` options applying this budget (one over-long container is refused up front)."""
+        return {
+            "list_hook": self, "object_hook": self, "max_array_len": self.limit, "max_map_len": self.limit,
+        }
+
+
+# surrogateescape keeps a PackedForward payload sent as msgpack ``str`` byte-exact; strings in
+# records are repaired to U+FFFD later, only when they need it.
+_UNPACK_OPTIONS: dict[str, Any] = {"raw": False, "unicode_errors": "surrogateescape", "strict_map_key": False}
 
 
 class FrameDecoder:
-    """Incremental msgpack framing of one connection's bytes, bounded by ``max_frame_bytes``."""
+    """Incremental msgpack framing of one connection's bytes, bounded by ``max_frame_bytes``.
 
-    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+    A skip-only scanner finds where a frame ends without building any object, so an unfinished
+    frame costs its bytes only (see :attr:`held_bytes`), however it nests; the complete frame is
+    then unpacked at once, within ``max_values`` values.
+    """
+
+    def __init__(
+        self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, max_values: int = DEFAULT_MAX_FRAME_VALUES
+    ) -> None:
         self.max_frame_bytes = max_frame_bytes
-        self._unpacker: msgpack.Unpacker | None = None
+        self.max_values = max_values
+        self._scanner: msgpack.Unpacker | None = None
+        self._frame = bytearray()  # the bytes of the frame in progress, from ``_frame[_consumed]``
+        self._consumed = 0
+        self._budget = _ValueBudget(max_values)
+        self._unpack_options = {**_UNPACK_OPTIONS, **self._budget.options()}
         self._fed = 0
         self._frame_start = 0
+        self._scanner_bytes = 0  # what the scanner's buffer may have grown to
         self.frames = 0  # completed so far
 
     def release(self) -> None:
-        """Drop the unpacker between frames: it holds at least 1 MiB, an idle connection none."""
+        """Drop the scanner between frames: an idle connection holds no decoder memory."""
         if self.pending_bytes == 0:
-            self._unpacker = None
-            self._fed = self._frame_start = 0
+            self._scanner = None
+            self._frame = bytearray()
+            self._fed = self._frame_start = self._scanner_bytes = self._consumed = 0
 
     @property
     def held_bytes(self) -> int:
-        """Memory this decoder holds: its unpacker's buffer (1 MiB at least) while one exists."""
-        return 0 if self._unpacker is None else max(UNPACKER_BUFFER_BYTES, self.pending_bytes)
+        """Memory this decoder may hold: the frame's bytes and the scanner's buffer (1 MiB at least)."""
+        if self._scanner is None:
+            return 0
+        return max(UNPACKER_BUFFER_BYTES, len(self._frame) + self._scanner_bytes)
 
     @property
     def pending_bytes(self) -> int:
@@ -89,35 +142,55 @@ class FrameDecoder:
     def feed(self, data: bytes) -> Iterator[Any]:
         """Yield every frame completed by ``data``; raise :class:`ForwardDecodeError` on bad input."""
         view = memoryview(data)
-        if self._unpacker is None:
-            self._unpacker = _unpacker(self.max_frame_bytes + _FEED_SLICE)
+        limit = self.max_frame_bytes + _FEED_SLICE
+        if self._scanner is None:
+            self._scanner = msgpack.Unpacker(read_size=_FEED_SLICE, max_buffer_size=limit)
+            self._scanner_bytes = _FEED_SLICE
         for start in range(0, len(view), _FEED_SLICE):
             part = view[start : start + _FEED_SLICE]
             try:
-                self._unpacker.feed(part)
+                self._scanner.feed(part)
             except msgpack.BufferFull:
                 raise self._too_large(self.pending_bytes + len(part)) from None
+            # msgpack grows its buffer to twice what it must hold, up to its maximum.
+            self._scanner_bytes = max(self._scanner_bytes, min(limit, 2 * (self.pending_bytes + len(part))))
+            self._frame += part
             self._fed += len(part)
             yield from self._frames()
+            del self._frame[: self._consumed]
+            self._consumed = 0
 
     def _frames(self) -> Iterator[Any]:
-        unpacker = self._unpacker
-        assert unpacker is not None
+        scanner = self._scanner
+        assert scanner is not None
         while True:
             try:
-                frame = next(unpacker)
-            except StopIteration:
+                scanner.skip()
+            except msgpack.OutOfData:
                 break
             except Exception as exc:  # the C unpacker raises several unrelated types on garbage
                 raise ForwardDecodeError(INVALID_MSGPACK, _explain(exc)) from None
-            end = unpacker.tell()
-            size, self._frame_start = end - self._frame_start, end
+            size = scanner.tell() - self._frame_start
             if size > self.max_frame_bytes:
                 raise self._too_large(size)
+            frame = self._unpack(size)
+            self._consumed += size
+            self._frame_start += size
             self.frames += 1
             yield frame
         if self.pending_bytes > self.max_frame_bytes:
             raise self._too_large(self.pending_bytes)
+
+    def _unpack(self, size: int) -> Any:
+        self._budget.left = self._budget.limit
+        start = self._consumed
+        try:
+            with memoryview(self._frame) as whole, whole[start : start + size] as frame:
+                return msgpack.unpackb(frame, **self._unpack_options)
+        except ForwardDecodeError:
+            raise
+        except Exception as exc:  # see _frames; the scanner accepted the bytes, the values did not
+            raise _unpack_error(exc, "") from None
 
     def _too_large(self, size: int) -> ForwardDecodeError:
         return ForwardDecodeError(
@@ -130,11 +203,13 @@ def decode_message(
     source: str,
     *,
     max_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    max_values: int = DEFAULT_MAX_FRAME_VALUES,
     now_ns: Callable[[], int] = time.time_ns,
 ) -> ForwardMessage:
     """Decode one unpacked frame into events for the source named ``source``.
 
-    ``max_bytes`` bounds the decompressed size of a CompressedPackedForward payload; ``now_ns``
+    ``max_bytes`` and ``max_values`` bound a (Compressed)PackedForward payload's size once
+    decompressed and its number of values; ``now_ns``
     stamps entries whose time is nil or 0 (as Fluentd does).
     """
     if type(frame) is not list or not 2 <= len(frame) <= 4:
@@ -152,12 +227,14 @@ def decode_message(
     chunk = option.get("chunk") if option else None
     if chunk is not None and type(chunk) is not str and type(chunk) is not bytes:
         raise ForwardDecodeError(BAD_SHAPE, f"option chunk must be a string, got {_describe(chunk)}")
+    if chunk is not None and len(chunk) > MAX_CHUNK_LENGTH:
+        raise ForwardDecodeError(BAD_SHAPE, f"option chunk of {len(chunk)} characters, at most {MAX_CHUNK_LENGTH}")
     entries: Any
     if kind is list:
         entries = second
     elif batched:
         packed = second if kind is bytes else _str_bytes(second)
-        entries = _unpack_entries(_decompress(packed, option, max_bytes))
+        entries = _unpack_entries(_decompress(packed, option, max_bytes), max_values)
     else:
         entries = ((second, frame[2]),)
     events, skipped = build_events(entries, tag, source, now_ns)
@@ -190,6 +267,12 @@ def gunzip(data: bytes, max_bytes: int) -> bytes:
     except zlib.error as exc:
         raise ForwardDecodeError(BAD_GZIP, str(exc)) from None
     return b"".join(out)
+
+
+def _unpack_error(exc: Exception, where: str) -> ForwardDecodeError:
+    # msgpack refuses a container longer than max_array_len / max_map_len with a ValueError.
+    reason = FRAME_TOO_LARGE if "exceeds max_" in str(exc) else INVALID_MSGPACK
+    return ForwardDecodeError(reason, where + _explain(exc))
 
 
 def _explain(exc: Exception) -> str:
@@ -225,17 +308,22 @@ def _decompress(packed: bytes, option: dict[Any, Any] | None, max_bytes: int) ->
     raise ForwardDecodeError(UNKNOWN_COMPRESSION, f"compressed={compressed!r} is not supported")
 
 
-def _unpack_entries(data: bytes) -> list[Any]:
-    unpacker = _unpacker(max(len(data), 1))
+def _unpack_entries(data: bytes, max_values: int) -> list[Any]:
+    budget = _ValueBudget(max_values)
+    size = max(len(data), 1)
+    unpacker = msgpack.Unpacker(**_UNPACK_OPTIONS, read_size=size, max_buffer_size=size, **budget.options())
     unpacker.feed(data)
     entries: list[Any] = []
     end = 0
     try:
         for entry in unpacker:
+            budget.spend(1)
             entries.append(entry)
             end = unpacker.tell()
+    except ForwardDecodeError:
+        raise
     except Exception as exc:  # see FrameDecoder._frames
-        raise ForwardDecodeError(INVALID_MSGPACK, f"packed entries: {_explain(exc)}") from None
+        raise _unpack_error(exc, "packed entries: ") from None
     # tell() only marks where the last complete entry ended; anything after it is a partial one.
     if end != len(data):
         raise ForwardDecodeError(TRUNCATED, "packed entries end in the middle of an entry")

@@ -191,7 +191,7 @@ class ForwardSource:
             if after_ping is None:
                 return
             rest = after_ping
-        decoder = FrameDecoder(cfg.max_frame_bytes)
+        decoder = FrameDecoder(cfg.max_frame_bytes, cfg.max_frame_values)
         loop = asyncio.get_running_loop()
         idle = cfg.idle_timeout_secs
         idle_deadline = None if idle is None else loop.time() + idle
@@ -273,7 +273,9 @@ class ForwardSource:
         cfg = self.config
         try:
             for frame in decoder.feed(data):
-                msg = decode_message(frame, self.name, max_bytes=cfg.max_frame_bytes)
+                msg = decode_message(
+                    frame, self.name, max_bytes=cfg.max_frame_bytes, max_values=cfg.max_frame_values
+                )
                 if msg.skipped:
                     self._count_skipped(conn, msg.tag, msg.skipped)
                 events += msg.events
