@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}\n]*))?\}")
+_SHORT = 4
 
 
 @dataclass
@@ -30,8 +31,11 @@ class Substitutions:
             return message
         # Longest first, so a value that contains another is replaced whole.
         for name, value in sorted(used, key=lambda nv: -len(nv[1])):
-            if value:
-                for form in {value, repr(value)[1:-1], str(value.encode("unicode_escape"))[2:-1]}:
+            forms = {value, repr(value)[1:-1], str(value.encode("unicode_escape"))[2:-1]}
+            if len(value) < _SHORT:  # as a bare word it would garble the text ("be a valid"): only quoted
+                forms = {q + f + q for f in forms for q in "'\""}
+            for form in forms:
+                if form:
                     message = message.replace(form, f"${{{name}}}")
         names = ", ".join(sorted({f"${{{n}}}" for n, _v in used}))
         return message if all(f"${{{n}}}" in message for n, _v in used) else f"{message} (value from {names})"

@@ -68,6 +68,9 @@ sinks:
     assert "${LOKI_URL}" in problems["sinks.l.endpoint"]
     assert "${N}" in problems["sinks.l.batch.max_events"]
     assert "${MISSING}" in _problems(BASE.replace("${OUT}", "${MISSING}"))["sinks.out.path"]
+    short = _problems(text, env={"LOKI_URL": "http://h", "N": "a"})["sinks.l.batch.max_events"]
+    assert short.startswith("Input should be a valid integer") and short.endswith("(value from ${N})")
+    assert "'a'" not in _problems(text, env={"LOKI_URL": "a", "N": "1"})["sinks.l.endpoint"]
 
 
 def test_dollar_escape_and_default() -> None:
