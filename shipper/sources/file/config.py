@@ -34,7 +34,11 @@ class FileSourceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     type: Literal["file"]
-    include: list[str] = Field(..., min_length=1, description="Glob patterns of files to read.")
+    include: list[str] = Field(
+        ..., min_length=1,
+        description="Glob patterns of files to read. Only regular files are read (links to them are followed); "
+        "other matches are skipped with a warning. '**' follows directory links but walks each directory once.",
+    )
     exclude: list[str] = Field(default_factory=list, description="Glob patterns of files to skip.")
     format: Literal["cri", "docker", "json", "text"] = Field(
         "cri", description="cri/docker: container runtime wrappers; json: one object a line; text."

@@ -8,7 +8,9 @@ Only regular files are opened (a symlink is followed to one: the kubelet's
 ``/var/log/containers/*.log`` are links into ``/var/log/pods``). Anything else is stat'ed, never
 opened, and skipped with a reason: opening a FIFO blocks until a writer comes, a device such as
 ``/dev/zero`` never ends, a directory cannot be read. The open itself is non-blocking and checked
-with ``fstat``, since the path can be swapped for a FIFO between the stat and the open.
+with ``fstat``, since the path can be swapped for a FIFO between the stat and the open. The
+descriptor stays non-blocking: reads of a regular file ignore it, and a file that only looks
+regular (``/proc/kmsg``) then fails a read instead of blocking the event loop.
 """
 
 from __future__ import annotations
@@ -92,7 +94,6 @@ def open_regular(path: str, st: os.stat_result) -> int | None:
         if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
             os.close(fd)  # replaced by another file between stat and open; the next pass sees it
             return None
-        os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise
