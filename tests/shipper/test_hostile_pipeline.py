@@ -527,6 +527,10 @@ async def _topology_run(root: Path, expect: set[int]) -> tuple[dict[str, Run], l
             if any(t.done() for t in topology._tasks):
                 break
             await asyncio.sleep(0.05)
+        # Stored is not yet acknowledged: give the drivers a moment to acknowledge what they sent.
+        settle = loop.time() + 5
+        while any(b.pending_events for b in topology.buffers.values()) and loop.time() < settle:
+            await asyncio.sleep(0.02)
         problems += [f"source task ended: {t.exception()!r}"[:300] for t in topology._tasks
                      if t.done() and not t.cancelled() and t.exception()]
         if any(t.done() for t in topology._tasks):
