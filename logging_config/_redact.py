@@ -37,6 +37,7 @@ DEFAULT_SECRET_KEYS: tuple[str, ...] = (
 #: Secret only as a whole word of the key (``basic_auth``, ``X-Auth``, ``DB_PWD``): as
 #: substrings they would catch ``author`` or ``authority``.
 DEFAULT_SECRET_WORDS: tuple[str, ...] = ("auth", "pwd")
+_WHOLE_WORDS = frozenset(DEFAULT_SECRET_WORDS)
 
 #: Words that contain a secret key but name none (``tokenizer``, ``tokenization``).
 _HARMLESS = ("tokeniz",)
@@ -114,7 +115,6 @@ class Redactor:
     def __init__(self, extra_keys: Iterable[str] = ()) -> None:
         keys = {key.lower() for key in (*DEFAULT_SECRET_KEYS, *extra_keys) if key}
         self.secret_words: tuple[str, ...] = tuple(sorted({_normalize(key) for key in keys}))
-        self._whole_words = frozenset(DEFAULT_SECRET_WORDS)
         self._key_cache: dict[str, bool] = {}
         quote = r"\\?[\"']"
         self._pattern = re.compile(
@@ -145,7 +145,7 @@ class Redactor:
         for harmless in _HARMLESS:
             normalized = normalized.replace(harmless, "")
         secret = any(word in normalized for word in self.secret_words) or any(
-            word.lower() in self._whole_words for word in _KEY_WORDS.findall(key)
+            word.lower() in _WHOLE_WORDS for word in _KEY_WORDS.findall(key)
         )
         if len(self._key_cache) < _KEY_CACHE_SIZE:
             self._key_cache[key] = secret
