@@ -303,7 +303,7 @@ class _Renderer:
                 out["tenant_id"] = self.value((*key, "tenant_id"), sink.tenant_id)
             self.http_auth(out, key, sink)
             self.note(f"sinks.{name}: 400 answers are not split per entry (Vector drops the batch, the shipper "
-                      "dead-letters only the rejected entries); max_label_values has no equivalent")
+                      "dead-letters only the rejected entries); the cardinality guards have no equivalent")
             self.note(f"sinks.{name}.structured_metadata: an absent field is sent empty instead of left out")
         elif isinstance(sink, ElasticsearchSinkConfig):
             raw_line = False
