@@ -58,6 +58,11 @@ ORIGIN_KEY = "_archive"
 _RETRY = {"initial_backoff_secs": 0.2, "max_backoff_secs": 5.0, "max_attempts": 8}
 #: Archived lines decoded at a time (an object holds up to 64 MiB of them).
 _CHUNK = 10_000
+#: A restore replays a whole day's streams and indices through one sink with no pod: the hourly
+#: name guards (meant for live, hostile traffic) would fold most of them into the overflow.
+_UNGUARDED_LOKI = {"max_label_values": 1_000_000, "max_label_values_per_pod": 1_000_000,
+                   "max_streams": 1_000_000, "max_streams_per_pod": 1_000_000}
+_UNGUARDED_ES = {"max_indices": 1_000_000, "max_indices_per_pod": 1_000_000}
 
 
 @dataclass(slots=True)
@@ -139,7 +144,8 @@ class _Replayer:
             if not endpoint:
                 raise JobError("restore --to elasticsearch needs --endpoint (or an elasticsearch sink in --config)")
             data.update(common, type="elasticsearch", endpoint=endpoint, index=spec.index or self._default_index(base),
-                        mode="index", batch={"max_events": 1000, "max_bytes": 5 * 1048576, "timeout_secs": 1})
+                        mode="index", **_UNGUARDED_ES,
+                        batch={"max_events": 1000, "max_bytes": 5 * 1048576, "timeout_secs": 1})
             data.pop("template_name", None)
             return ElasticsearchSinkConfig.model_validate(data), ElasticsearchSink
         data = base.model_dump(exclude_unset=True) if isinstance(base, LokiSinkConfig) else {}
@@ -155,7 +161,7 @@ class _Replayer:
             labels = {n: f"{{{{ {LABELS_KEY}.{n} }}}}" for n in names}
             metadata = list(metadata)
         labels.update(extra)
-        data.update(common, type="loki", endpoint=endpoint, labels=labels, max_label_values=1_000_000,
+        data.update(common, type="loki", endpoint=endpoint, labels=labels, **_UNGUARDED_LOKI,
                     batch={"max_events": 1000, "max_bytes": 1048576, "timeout_secs": 1})
         if metadata is not None:
             data["structured_metadata"] = metadata

@@ -13,6 +13,7 @@ from shipper.jobs.manifest import build_manifest
 from shipper.jobs.restore import LABELS_KEY, RestoreTarget, _Replayer, event_for, restore_day
 from shipper.jobs.seal import seal_day
 from shipper.jobs.storage.local import LocalStore
+from shipper.sinks.elasticsearch.config import ElasticsearchSinkConfig
 from shipper.sinks.loki.config import LokiSinkConfig
 from shipper.sinks.s3.sink import S3Sink
 from tests.shipper.sinks.s3._support import DAY0_NS, make_config, make_event
@@ -103,3 +104,15 @@ def test_a_tampered_object_is_not_restored(tmp_path: Path) -> None:
         asyncio.run(restore_day(LocalStore(tmp_path / "empty"), DAY, RestoreTarget("file", path="x"),
                                 data_dir=tmp_path))
     assert orjson.loads(store.get("date=2025-01-15/manifest.json"))["events"] == 5
+
+
+def test_restore_sinks_lift_every_name_guard() -> None:
+    """A restore replays many streams/indices from one "tenant": the per-hour guards must not fold them."""
+    loki, _ = _replayer("loki", RestoreTarget("loki", endpoint="http://loki:3100"))._config((("service",), ()))
+    assert isinstance(loki, LokiSinkConfig)
+    assert (loki.max_label_values, loki.max_label_values_per_pod, loki.max_streams,
+            loki.max_streams_per_pod) == (1_000_000,) * 4
+    es, _ = _replayer("elasticsearch", RestoreTarget("elasticsearch", endpoint="http://es:9200"),
+                      "elasticsearch")._config(None)
+    assert isinstance(es, ElasticsearchSinkConfig)
+    assert (es.max_indices, es.max_indices_per_pod) == (1_000_000, 1_000_000)
