@@ -123,7 +123,10 @@ class _Shipper:
             if not api_changed:
                 log.info("reload: %s is unchanged", path)
                 return "unchanged"
-            return "applied" if api_now == wanted_api else "start_failed"
+            if api_now != wanted_api:
+                return "start_failed"
+            log.info("reload applied (only the api changed)")
+            return "applied"
         try:
             new_lock = self._preflight(new)
         except StartupError as exc:
