@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,37 @@ class Ticker:
             await self._task
 
 
+async def wait_events(col: Collector, n: int, timeout: float = 3.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while len(col.events) < n and loop.time() < end:
+        await asyncio.sleep(0.02)
+
+
+async def scenario(src: FileSource, act: Callable[[], Awaitable[None]]) -> tuple[float, float]:
+    """Runs the source while ``act`` plays its part; returns the longest loop stall and how long stop() took."""
+    ticker = Ticker()
+    ticker.start()
+    task = asyncio.create_task(src.run())
+    try:
+        await act()
+    finally:
+        t0 = time.monotonic()
+        await src.stop()
+        await asyncio.wait_for(task, 5)
+        took = time.monotonic() - t0
+        await ticker.stop()
+    return ticker.max_gap, took
+
+
+def run_watched(src: FileSource, act: Callable[[], Awaitable[None]], watchdog: FifoWatchdog) -> tuple[float, float]:
+    try:
+        return asyncio.run(asyncio.wait_for(scenario(src, act), 15))
+    finally:
+        watchdog.finish()
+        src.close()
+
+
 def test_directory_named_like_a_log_is_skipped_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "a.log").write_text("one\ntwo\n")
     (tmp_path / "x.log").mkdir()
@@ -126,33 +158,15 @@ def test_fifo_at_start_does_not_block_the_loop(tmp_path: Path) -> None:
     watchdog = FifoWatchdog(fifo, after=3.0)
     col = Collector()
     src = FileSource("nr-fifo0", text_cfg(str(tmp_path / "*.log")), col, tmp_path / "data")
-    ticker = Ticker()
-    stop_took = 0.0
 
-    async def go() -> None:
-        nonlocal stop_took
-        ticker.start()
-        task = asyncio.create_task(src.run())
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 5
-        while len(col.events) < 1 and loop.time() < end:
-            await asyncio.sleep(0.02)
+    async def act() -> None:
+        await wait_events(col, 1, timeout=5)
         await asyncio.sleep(0.3)  # a few more scans with the FIFO still there
-        t0 = time.monotonic()
-        await src.stop()
-        await asyncio.wait_for(task, 5)
-        stop_took = time.monotonic() - t0
-        await ticker.stop()
 
-    try:
-        asyncio.run(asyncio.wait_for(go(), 15))
-    finally:
-        watchdog.finish()
-        src.close()
+    stall, stop_took = run_watched(src, act, watchdog)
     assert not watchdog.fired, "the source blocked opening the FIFO"
     assert col.messages() == ["hello"]
-    assert ticker.max_gap < 0.5
-    assert stop_took < 1.0
+    assert stall < 0.5 and stop_took < 1.0
     assert skipped("nr-fifo0", "fifo") == 1
 
 
@@ -163,35 +177,20 @@ def test_fifo_created_later_does_not_block_discovery(tmp_path: Path) -> None:
     watchdog = FifoWatchdog(fifo, after=4.0)
     col = Collector()
     src = FileSource("nr-fifo1", text_cfg(str(tmp_path / "*.log")), col, tmp_path / "data")
-    stop_took = 0.0
 
-    async def go() -> None:
-        nonlocal stop_took
-        task = asyncio.create_task(src.run())
-        loop = asyncio.get_running_loop()
-        while len(col.events) < 1:
-            await asyncio.sleep(0.02)
+    async def act() -> None:
+        await wait_events(col, 1)
         os.mkfifo(fifo)
         await asyncio.sleep(0.3)  # the opener has met the FIFO by now
         (tmp_path / "b.log").write_text("from b\n")
         with a.open("a") as f:
             f.write("second\n")
-        end = loop.time() + 3
-        while len(col.events) < 3 and loop.time() < end:
-            await asyncio.sleep(0.02)
-        t0 = time.monotonic()
-        await src.stop()
-        await asyncio.wait_for(task, 5)
-        stop_took = time.monotonic() - t0
+        await wait_events(col, 3)
 
-    try:
-        asyncio.run(asyncio.wait_for(go(), 15))
-    finally:
-        watchdog.finish()
-        src.close()
+    stall, stop_took = run_watched(src, act, watchdog)
     assert not watchdog.fired, "discovery blocked opening the FIFO"
     assert sorted(col.messages()) == ["first", "from b", "second"]
-    assert stop_took < 1.0
+    assert stall < 0.5 and stop_took < 1.0
     assert skipped("nr-fifo1", "fifo") == 1
 
 
@@ -264,38 +263,20 @@ def test_file_replaced_by_fifo_while_tailed(tmp_path: Path) -> None:
     watchdog = FifoWatchdog(a, after=4.0)
     col = Collector()
     src = FileSource("nr-swap", text_cfg(str(tmp_path / "*.log")), col, tmp_path / "data")
-    ticker = Ticker()
-    stop_took = 0.0
 
-    async def go() -> None:
-        nonlocal stop_took
-        ticker.start()
-        task = asyncio.create_task(src.run())
-        while len(col.events) < 1:
-            await asyncio.sleep(0.02)
+    async def act() -> None:
+        await wait_events(col, 1)
         with a.open("a") as f:  # the writer still holds the old file after the path is swapped
             a.unlink()
             os.mkfifo(a)
             f.write("after\n")
         (tmp_path / "b.log").write_text("from b\n")
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 3
-        while len(col.events) < 3 and loop.time() < end:
-            await asyncio.sleep(0.02)
-        t0 = time.monotonic()
-        await src.stop()
-        await asyncio.wait_for(task, 5)
-        stop_took = time.monotonic() - t0
-        await ticker.stop()
+        await wait_events(col, 3)
 
-    try:
-        asyncio.run(asyncio.wait_for(go(), 15))
-    finally:
-        watchdog.finish()
-        src.close()
+    stall, stop_took = run_watched(src, act, watchdog)
     assert not watchdog.fired, "the source blocked opening the FIFO"
     assert sorted(col.messages()) == ["after", "before", "from b"]  # the old file read to its end
-    assert ticker.max_gap < 0.5 and stop_took < 1.0
+    assert stall < 0.5 and stop_took < 1.0
     assert skipped("nr-swap", "fifo") == 1
 
 
@@ -408,25 +389,18 @@ def test_read_error_costs_only_that_file(tmp_path: Path, monkeypatch: pytest.Mon
     col = Collector()
     src = FileSource("nr-eio", text_cfg(str(tmp_path / "*.log")), col, tmp_path / "data")
 
-    async def go() -> None:
-        task = asyncio.create_task(src.run())
-        while len(col.events) < 2:
-            await asyncio.sleep(0.02)
+    async def act() -> None:
+        await wait_events(col, 2)
         broken.set()
         with bad.open("a") as f:
             f.write("b2\n")
         await asyncio.sleep(0.3)
         with a.open("a") as f:
             f.write("a2\n")
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 3
-        while len(col.events) < 3 and loop.time() < end and not task.done():
-            await asyncio.sleep(0.02)
-        await src.stop()
-        await asyncio.wait_for(task, 5)
+        await wait_events(col, 3)
 
     with caplog.at_level(logging.WARNING, logger="shipper.sources.file"):
-        asyncio.run(asyncio.wait_for(go(), 15))
+        asyncio.run(asyncio.wait_for(scenario(src, act), 15))
     src.close()
     assert sorted(col.messages()) == ["a1", "a2", "b1"]
     assert skipped("nr-eio", "unreadable") == 1
