@@ -27,11 +27,13 @@ from ._context import bind, bind_user, clear_context, context, get_context, unbi
 from ._formatter import JsonFormatter
 from ._logger import KeywordLogger, get_logger
 from ._record import ContextFilter
-from ._redact import REDACTED, Redactor
+from ._redact import DEFAULT_SECRET_KEYS, DEFAULT_SECRET_WORDS, REDACTED, Redactor
 from ._schema import schema
 from ._trace import set_span_source
 
 __all__ = [
+    "DEFAULT_SECRET_KEYS",
+    "DEFAULT_SECRET_WORDS",
     "REDACTED",
     "ConsoleFormatter",
     "ContextFilter",

@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from logging_config._redact import DEFAULT_SECRET_KEYS, REDACTED
+from logging_config import DEFAULT_SECRET_KEYS, DEFAULT_SECRET_WORDS, REDACTED
 from shipper.sources.file.kubernetes import _CONTAINERS, _PODS
 from shipper.templates import _compile
 from shipper.transforms import _LEVELS
@@ -24,9 +24,17 @@ CRI_LINE = r"^(?P<time>\S+) (?P<stream>stdout|stderr) (?P<tag>[FP]) (?P<log>.*)$
 # Credentials inside strings, as logging_config's Redactor finds them (a simplified form: VRL's
 # redact() replaces the whole match, so "Bearer <token>" becomes "[REDACTED]").
 CREDENTIAL_PATTERNS = (
-    r"(?i)\b(?:bearer|basic)[ \t]+[A-Za-z0-9\-._~+/]{8,}=*",
-    r"(?i)://[^/\s:@]+:[^/\s@]+@",
+    r"(?i)\b(?:bearer|basic|digest|token|apikey)[ \t]+[A-Za-z0-9\-._~+/]{8,}=*",
+    r"(?i)://[^/\s:@]*:[^/\s@]+@",
+    r"(?i)[?&](?:key|sig|signature|x-amz-signature|x-goog-signature|x-amz-credential|x-amz-security-token"
+    r"|token|access_token|api_key|apikey|password|secret|client_secret)=[^&#\s\"'<>]+",
 )
+# Secret only as a whole word of a key (``basic_auth``, ``X-Auth``, ``basicAuth``, ``DB_PWD``), never
+# inside ``author`` or ``authority``: the key as written, before it is folded.
+WHOLE_WORD_KEYS = "(^|[-_.])(?i:" + "|".join(DEFAULT_SECRET_WORDS) + ")([-_.]|$)|[a-z0-9](?:" + "|".join(
+    w.capitalize() + "|" + w.upper() for w in DEFAULT_SECRET_WORDS) + ")([-_.A-Z0-9]|$)"
+# Keys that contain a secret word but name none (``tokenizer``).
+HARMLESS_KEYS = "tokeniz"
 
 
 def string(value: str) -> str:
@@ -189,8 +197,10 @@ def redact_program(extra_keys: list[str]) -> str:
         "out = {}",
         "for_each(flatten(.)) -> |key, value| {",
         "  segments = split(key, \".\")",
-        "  leaf = downcase(replace(replace(string(segments[-1]) ?? key, \"-\", \"\"), \"_\", \"\"))",
-        f"  if match(leaf, {regex(key_re)}) {{",
+        "  name = string(segments[-1]) ?? key",
+        "  leaf = downcase(replace(replace(name, \"-\", \"\"), \"_\", \"\"))",
+        f"  if (match(leaf, {regex(key_re)}) && !match(leaf, {regex(HARMLESS_KEYS)}))"
+        f" || match(name, {regex(WHOLE_WORD_KEYS)}) {{",
         f"    value = {string(REDACTED)}",
         "  } else if is_string(value) {",
         f"    value = redact(string!(value), filters: [{filters}])",

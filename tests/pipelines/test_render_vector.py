@@ -185,12 +185,19 @@ def test_parse_matches_the_shipper(pyvrl: Any) -> None:
 
 def test_redaction_matches_logging_config(pyvrl: Any) -> None:
     record = {**SAMPLE_RECORD, "nested": {"X-Api-Key": "k1", "list": [1, 2], "accessToken": "t"},
-              "url": "https://bob:pw123@db.example.com/x"}
+              "url": "https://bob:pw123@db.example.com/x",
+              "keys": {"basicAuth": "a1", "X-Auth": "a2", "DB_PWD": "a3", "access_key": "a4", "session_id": "a5",
+                       "author": "Bob", "authority": "ca", "tokenizer": "bpe"},
+              "texts": {"broker": "redis://:brokerpw@cache:6379/0", "header": "Authorization: Token tok12345678",
+                        "es": "ApiKey a2V5MTIzNDU2Nzg5", "signed": "https://s3/x?X-Amz-Signature=sig12345&a=1",
+                        "google": "https://maps/api?key=gkey12345"}}
     out = pyvrl.Transform(vrl.redact_program([]) + "\n.").remap(record)
     expected = Redactor().redact(record)
-    for key in ("password", "nested", "headers"):
+    for key in ("password", "nested", "headers", "keys"):
         assert out[key] == expected[key], key
     assert "pw123" not in out["url"] and out["message"] == record["message"]
+    for secret in ("brokerpw", "tok12345678", "a2V5MTIzNDU2Nzg5", "sig12345", "gkey12345"):
+        assert secret not in str(out["texts"]), secret
 
 
 def test_filter_matches_the_shipper(pyvrl: Any) -> None:
