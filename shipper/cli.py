@@ -104,7 +104,10 @@ def tap(config_path: str, sink_name: str | None, limit: int) -> None:
     if sink_name and sink_name not in cfg.sinks:
         click.echo(f"no sink named {sink_name!r}", err=True)
         sys.exit(2)
-    asyncio.run(run_tap(cfg, sink_name, limit))
+    try:
+        asyncio.run(run_tap(cfg, sink_name, limit))
+    except StartupError as exc:
+        _fail(str(exc))
 
 
 @main.group("dead-letter")
