@@ -362,14 +362,20 @@ async def drive(backend: Backend, events: list[Event], work: Path) -> Run:
         problems.append(f"{name}: {buf.pending_events} events still buffered after {DRAIN_SECS}s "
                         "(a worker died or a batch is retried without end)")
     await driver.stop(0.2)
-    dead: dict[int | None, list[str]] = {}
-    for entry in read_dead_letters(dead_letter_path(work, name)):
-        if "error" in entry:
-            problems.append(f"{name}: dead-letter file damaged: {entry['error']}")
-            continue
-        dead.setdefault(marker_of(entry["event"]["raw"]), []).append(str(entry.get("reason") or ""))
+    dead = dead_letters(work, name, problems)
     cap = backend.stored()
     return Run(cap.by_marker(), dead, problems + cap.problems)
+
+
+def dead_letters(data_dir: Path, sink: str, problems: list[str]) -> dict[int | None, list[str]]:
+    """The reasons a sink dead-lettered each generated line for (a damaged entry is a problem)."""
+    dead: dict[int | None, list[str]] = {}
+    for entry in read_dead_letters(dead_letter_path(data_dir, sink)):
+        if "error" in entry:
+            problems.append(f"{sink}: dead-letter file damaged: {entry['error']}")
+            continue
+        dead.setdefault(marker_of(entry["event"]["raw"]), []).append(str(entry.get("reason") or ""))
+    return dead
 
 
 def check(name: str, kinds: dict[int, str], mixed: Run, alone: Run) -> list[str]:
@@ -519,9 +525,7 @@ async def _topology_run(root: Path, expect: set[int]) -> tuple[dict[str, Run], l
             if name in ("out", "archive"):
                 caps[name] = Capture(name)
                 (_read_file_sink if name == "out" else _read_s3_objects)(root, caps[name])
-            dead = {marker_of(e["event"]["raw"]) for e in read_dead_letters(dead_letter_path(root / "data", name))
-                    if "event" in e}
-            return {n for n, _ in caps[name].units} | dead
+            return {n for n, _ in caps[name].units} | set(dead_letters(root / "data", name, []))
 
         while loop.time() < end and not all(expect <= seen(n) for n in caps):
             if any(t.done() for t in topology._tasks):
@@ -543,11 +547,8 @@ async def _topology_run(root: Path, expect: set[int]) -> tuple[dict[str, Run], l
     _read_s3_objects(root, caps["archive"])
     runs: dict[str, Run] = {}
     for name, cap in caps.items():
-        dead: dict[int | None, list[str]] = {}
-        for entry in read_dead_letters(dead_letter_path(root / "data", name)):
-            if "event" in entry:
-                dead.setdefault(marker_of(entry["event"]["raw"]), []).append(str(entry.get("reason") or ""))
-        runs[name] = Run(cap.by_marker(), dead, list(cap.problems))
+        found = list(cap.problems)
+        runs[name] = Run(cap.by_marker(), dead_letters(root / "data", name, found), found)
     return runs, problems
 
 
