@@ -277,12 +277,12 @@ def test_poison_lines_from_one_pod(tmp_path: Path, loki: Any, es: Any, aws_env: 
     progress: list[tuple[int, ...]] = []
 
     def settled() -> bool:
-        """Every line stored or dead-lettered everywhere, or nothing changed for 30 s (what is missing stays so)."""
+        """Every line stored or dead-lettered everywhere, or no change for 45 s after each sink stored some."""
         shipper.sample()
         stored = read_all()
         dead = {s: set(dead_lettered(data, s)) for s in SINKS}
         progress.append(tuple(n for s in SINKS for n in (len(stored[s].where), len(dead[s]))))
-        if len(progress) > 10 and len(set(progress[-10:])) == 1:
+        if len(progress) > 15 and len(set(progress[-15:])) == 1 and all(progress[-1][::2]):
             return True
         return all(good <= set(stored[s].where) and poison <= set(stored[s].where) | dead[s] for s in SINKS)
 
