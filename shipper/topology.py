@@ -286,6 +286,8 @@ class Topology:
                 self.checkpoint()
             except OSError as exc:  # e.g. a full disk: keep the old checkpoints, try again later
                 log.error("cannot save checkpoints: %s", exc)
+            except Exception:  # a bug in one save must not end checkpointing for good
+                log.exception("cannot save checkpoints")
 
     def checkpoint(self) -> None:
         """fsync buffers, then save source checkpoints: a checkpoint never runs ahead of the data."""
