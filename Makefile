@@ -9,7 +9,7 @@ export ECVI_CACHE_DIR ?= $(HOME)/.cache/ecvi-logs
 $(BIN)/ecvi-logs: pyproject.toml logging_config/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e './logging_config[fluent,celery,sentry]' -e '.[test]'
+	$(BIN)/pip install -q -c constraints.txt -e './logging_config[fluent,celery,sentry,metrics]' -e '.[test]'
 	touch $@
 
 venv: $(BIN)/ecvi-logs
@@ -18,7 +18,7 @@ venv: $(BIN)/ecvi-logs
 run: venv
 	$(BIN)/ecvi-logs demo --workdir ./var
 
-## services: build Loki and the validators (promtool, amtool, kubeconform, kustomize) from their Go
+## services: build Loki, Prometheus and the validators (promtool, amtool, kubeconform, kustomize) from their Go
 ## modules and fetch Elasticsearch, all cached in $(ECVI_CACHE_DIR), before any test runs
 services: venv
 	bash tests/services/build_loki.sh >/dev/null

@@ -3,7 +3,7 @@
 # spend its first minutes compiling. Prints one "name path" line per tool.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-for tool in kubeconform kustomize promtool amtool; do
+for tool in kubeconform kustomize promtool prometheus amtool; do
   echo "$tool $(bash "$here/build_go_tool.sh" "$tool")"
 done
 echo "pyvrl $(bash "$here/fetch_pyvrl.sh")"

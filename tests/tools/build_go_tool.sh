@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Builds a validator tool from its Go module (through the Go module proxy) and caches the binary.
 # Usage: build_go_tool.sh TOOL ; prints the binary's path on stdout (build output goes to stderr).
-# TOOL is one of: kubeconform, kustomize, promtool, amtool. Versions are pinned below and can be
-# overridden with <TOOL>_VERSION (e.g. PROMTOOL_VERSION=v0.316.0). The cache is
+# TOOL is one of: kubeconform, kustomize, promtool, prometheus, amtool. Versions are pinned below
+# and can be overridden with <TOOL>_VERSION (e.g. PROMTOOL_VERSION=v0.316.0). The cache is
 # $ECVI_CACHE_DIR (default ~/.cache/ecvi-logs), the binary <tool>-<version>.
 # A lock file in the cache makes a second concurrent run wait for the first and reuse its binary.
 set -euo pipefail
-tool="${1:?usage: build_go_tool.sh kubeconform|kustomize|promtool|amtool}"
+tool="${1:?usage: build_go_tool.sh kubeconform|kustomize|promtool|prometheus|amtool}"
 case "$tool" in
   # kubeconform validates manifests against JSON schemas (shipped in tests/deploy/schemas, offline).
   kubeconform) pkg=github.com/yannh/kubeconform/cmd/kubeconform; version="${KUBECONFORM_VERSION:-v0.8.0}" ;;
@@ -14,6 +14,9 @@ case "$tool" in
   kustomize)   pkg=sigs.k8s.io/kustomize/kustomize/v5; version="${KUSTOMIZE_VERSION:-v5.8.2}" ;;
   # Prometheus' Go module versions v0.3XX.Y are the releases v3.XX.Y.
   promtool)    pkg=github.com/prometheus/prometheus/cmd/promtool; version="${PROMTOOL_VERSION:-v0.316.0}" ;;
+  # The server from the same module and release as promtool; without the builtinassets tag it
+  # serves no web UI, which the tests do not need (they use the HTTP API).
+  prometheus)  pkg=github.com/prometheus/prometheus/cmd/prometheus; version="${PROMETHEUS_VERSION:-${PROMTOOL_VERSION:-v0.316.0}}" ;;
   amtool)      pkg=github.com/prometheus/alertmanager/cmd/amtool; version="${AMTOOL_VERSION:-v0.35.0}" ;;
   *) echo "unknown tool: $tool" >&2; exit 2 ;;
 esac
@@ -31,7 +34,12 @@ work="$(mktemp -d "$cache/$tool-build.XXXXXX")"
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 start=$SECONDS
 # `go install pkg@version` builds with the module's own go.mod (none of these has replace directives).
-GOBIN="$work/bin" go install -trimpath -ldflags "-s -w" "$pkg@$version" >&2
+ldflags="-s -w"
+if [[ "$pkg" == github.com/prometheus/prometheus/* && "$version" =~ ^v0\.3([0-9][0-9])\.([0-9]+)$ ]]; then
+  # So that `--version` and /api/v1/status/buildinfo name the release (v0.316.0 is 3.16.0).
+  ldflags+=" -X github.com/prometheus/common/version.Version=3.$((10#${BASH_REMATCH[1]})).${BASH_REMATCH[2]}"
+fi
+GOBIN="$work/bin" go install -trimpath -ldflags "$ldflags" "$pkg@$version" >&2
 # go install names the binary after the package's last element, skipping a major version suffix.
 name="$(basename "$pkg")"
 [[ "$name" =~ ^v[0-9]+$ ]] && name="$(basename "$(dirname "$pkg")")"
