@@ -319,9 +319,9 @@ def backend_dashboard() -> dict[str, Any]:
     ], unit="reqps", stack=True))
     b.add(_timeseries("Active Requests", [("sum(http_requests_in_progress)", "in progress")]))
     b.add(_timeseries("Database Connections", [
-        ("sum(db_connections_active)", "active"),
-        ("sum(db_connections_idle)", "idle"),
-    ]))
+        ("sum by (pool) (db_connections_active)", "{{pool}} active"),
+        ("sum by (pool) (db_connections_idle)", "{{pool}} idle"),
+    ], description="Connections per pool over all pods; the alert looks at each process's pool."))
     b.add(_timeseries("Celery Tasks", [
         ("sum by (name, status) (rate(celery_tasks_total[5m]))", "{{name}} {{status}}"),
     ], unit="ops"))
