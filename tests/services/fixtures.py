@@ -1,14 +1,16 @@
 """pytest fixtures starting real backend services on 127.0.0.1 (no Docker needed).
 
-Session-scoped: `loki_service`, `es_service`, `aws_service` start one server each, on first use.
-Function-scoped: `loki`, `es`, `aws` return the same object after restarting it if a test left it
-stopped; `aws_env` points AWS SDK environment variables at moto for the duration of one test.
+Session-scoped: `loki_service`, `es_service`, `aws_service`, `prometheus_service` start one server
+each, on first use. Function-scoped: `loki`, `es`, `aws`, `prometheus` return the same object after
+restarting it if a test left it stopped; `aws_env` points AWS SDK environment variables at moto for
+the duration of one test.
 
 Environment:
   LOKI_URL, ES_URL, AWS_ENDPOINT_URL   use that server and start nothing (stop() then skips)
   CI=true                              a service that cannot start fails its tests (else: skip)
   ECVI_KEEP_SERVICE_DIRS=1             keep data and logs even when every test passed
-  ECVI_CACHE_DIR, LOKI_BINARY, LOKI_VERSION, ES_HOME, ES_VERSION, ES_JAVA_HOME, ES_TEST_JAVA_OPTS
+  ECVI_CACHE_DIR, PROMETHEUS_BINARY, PROMETHEUS_VERSION, LOKI_BINARY, LOKI_VERSION, ES_HOME,
+  ES_VERSION, ES_JAVA_HOME, ES_TEST_JAVA_OPTS
 A Docker engine is not used (no testcontainers variant).
 """
 
@@ -25,6 +27,7 @@ from tests.services._service import Service
 from tests.services.aws import Moto
 from tests.services.es import Elasticsearch
 from tests.services.loki import Loki
+from tests.services.prometheus import Prometheus
 
 S = TypeVar("S", bound=Service)
 
@@ -80,6 +83,11 @@ def aws_service(request: pytest.FixtureRequest) -> Iterator[Moto]:
     yield from _session_service(request, lambda: Moto(url=os.environ.get("AWS_ENDPOINT_URL")))
 
 
+@pytest.fixture(scope="session")
+def prometheus_service(request: pytest.FixtureRequest) -> Iterator[Prometheus]:
+    yield from _session_service(request, Prometheus)
+
+
 @pytest.fixture
 def loki(loki_service: Loki) -> Loki:
     _ensure_running(loki_service)
@@ -96,6 +104,12 @@ def es(es_service: Elasticsearch) -> Elasticsearch:
 def aws(aws_service: Moto) -> Moto:
     _ensure_running(aws_service)
     return aws_service
+
+
+@pytest.fixture
+def prometheus(prometheus_service: Prometheus) -> Prometheus:
+    _ensure_running(prometheus_service)
+    return prometheus_service
 
 
 @pytest.fixture
