@@ -45,6 +45,7 @@ reliability: venv services
 bench: venv
 	$(BIN)/python bench/shipper_throughput.py
 	$(BIN)/python bench/logging_overhead.py
+	$(BIN)/python bench/metrics_overhead.py
 
 clean:
 	rm -rf var build *.egg-info
