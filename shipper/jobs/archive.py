@@ -4,7 +4,12 @@ Objects first, manifest last: a day without a manifest is unfinished, whatever o
 Object names are deterministic (``<unit>/part-00000.ndjson.gz``) and so are their bytes, so a run
 after a crash re-exports the day, keeps the objects that are already there with the same SHA-256,
 rewrites the others, removes the parts the new export no longer has, and writes the manifest.
-A day whose manifest passes the quick check is skipped.
+
+A day whose manifest passes the quick check is checked for late lines instead: the backend's count
+per unit is compared with the manifest's. When the backend holds more (a shipper drained a backlog
+into a day already archived), the day is exported again as a new version beside the old one, which
+is kept and stays verifiable (see :mod:`shipper.jobs.manifest`). Fewer events in the backend than
+in the archive (the backend deleted some) never replace an archive: they are reported.
 """
 
 from __future__ import annotations
@@ -19,14 +24,24 @@ from typing import Any, Protocol
 from shipper.jobs.days import day_start_ns, is_over
 from shipper.jobs.errors import ArchiveConflict, JobError
 from shipper.jobs.exporters.base import Exporter, Unit
-from shipper.jobs.manifest import MANIFEST_NAME, ObjectEntry, build_manifest, day_prefix, manifest_key
+from shipper.jobs.manifest import (
+    MANIFEST_NAME,
+    VERSIONED_MANIFEST,
+    Manifest,
+    ObjectEntry,
+    build_manifest,
+    day_prefix,
+    manifest_key,
+    version_prefix,
+)
 from shipper.jobs.objects import DEFAULT_MAX_OBJECT_BYTES, OBJECT_SUFFIX, Part, PartWriter, sha256_hex
 from shipper.jobs.storage.base import ObjectStore
 from shipper.jobs.verify import read_manifest, verify_day
 
 log = logging.getLogger("shipper.jobs")
 
-_EXPORT_KEY = re.compile(r"^[^/]+/part-\d{5}" + re.escape(OBJECT_SUFFIX) + "$")
+_EXPORT_KEY = re.compile(r"^(v[1-9][0-9]*/)?[^/]+/part-\d{5}" + re.escape(OBJECT_SUFFIX) + "$")
+_VERSION_DIR = re.compile(r"^v[1-9][0-9]*/")
 
 
 class Progress(Protocol):
@@ -64,6 +79,15 @@ class DayResult:
     problems: list[str] = field(default_factory=list)
     backend: str = ""
     archive: str = ""
+    #: The day has a manifest whose objects passed the check (it may still have changed since).
+    verified: bool = False
+    version: int = 0
+    #: Units the backend holds more events of than the archive, and how many more in all.
+    changed_units: list[str] = field(default_factory=list)
+    late_events: int = 0
+    #: The day changed in the backend and is not archived again yet (the re-export failed).
+    rearchive_pending: bool = False
+    late_check_seconds: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"backend": self.backend} if self.backend else {}
@@ -74,7 +98,11 @@ class DayResult:
             "reused_objects": self.reused, "bytes": self.bytes, "uncompressed_bytes": self.uncompressed_bytes,
             "seconds": round(self.seconds, 3),
         }
-        if self.seconds > 0 and self.status in ("archived", "sealed"):
+        out |= {"verified": self.verified, "version": self.version}
+        if self.late_check_seconds is not None:
+            out |= {"late_check_seconds": round(self.late_check_seconds, 3), "late_events": self.late_events,
+                    "changed_units": self.changed_units, "rearchive_pending": self.rearchive_pending}
+        if self.seconds > 0 and self.status in ("archived", "rearchived", "sealed"):
             out["events_per_second"] = round(self.events / self.seconds, 1)
             out["mib_per_second"] = round(self.uncompressed_bytes / self.seconds / 1048576, 2)
         if self.error:
@@ -84,8 +112,8 @@ class DayResult:
         return out
 
 
-def object_key(day: date, unit: Unit, part: int) -> str:
-    return f"{day_prefix(day)}{unit.name}/part-{part:05d}{OBJECT_SUFFIX}"
+def object_key(day: date, unit: Unit, part: int, version: int = 1) -> str:
+    return f"{day_prefix(day)}{version_prefix(version)}{unit.name}/part-{part:05d}{OBJECT_SUFFIX}"
 
 
 def upload_part(store: ObjectStore, key: str, part: Part) -> bool:
@@ -108,12 +136,16 @@ def archive_day(
     level: int = 6,
     force: bool = False,
     progress: Progress | None = None,
+    late_check: bool = True,
 ) -> DayResult:
-    """Archive one day (see the module docstring); failures are returned, not raised."""
+    """Archive one day, or check an archived one for late lines (see the module docstring).
+
+    Failures are returned, not raised.
+    """
     began = time.monotonic()
     try:
         result = _archive_day(exporter, store, day, now, retention, max_object_bytes, level, force,
-                              progress or NoProgress())
+                              progress or NoProgress(), late_check)
     except JobError as exc:
         log.error("archive of %s from %s failed: %s", day, exporter.backend, exc)
         result = DayResult(day, "failed", error=str(exc))
@@ -122,65 +154,135 @@ def archive_day(
 
 
 def _archive_day(exporter: Exporter, store: ObjectStore, day: date, now: datetime, retention: timedelta | None,
-                 max_object_bytes: int, level: int, force: bool, progress: Progress) -> DayResult:
+                 max_object_bytes: int, level: int, force: bool, progress: Progress, late_check: bool) -> DayResult:
     if not is_over(day, now):
         raise JobError(f"{day} is not over yet (UTC): archive a day once it has ended")
     existing = read_manifest(store, day)
+    version = 1
+    late: DayResult | None = None
     if existing is not None:
         if existing.route != "export" or existing.backend != exporter.backend:
             raise ArchiveConflict(f"{store.describe(manifest_key(day))} is a {existing.route} archive of "
                                   f"{existing.backend or 'the s3 sink'}: archive {exporter.backend} elsewhere")
+        version = existing.version
         if not force:
             report = verify_day(store, day, deep=False)
-            if report.ok:
-                return _from_manifest(DayResult(day, "skipped"), existing)
-            return DayResult(day, "failed", error="the day's archive exists but does not verify (run "
-                             "`archive verify`; --force exports it again)", problems=[str(p) for p in report.problems])
+            if not report.ok:
+                return DayResult(day, "failed", error="the day's archive exists but does not verify (run "
+                                 "`archive verify`; --force exports it again)",
+                                 problems=[str(p) for p in report.problems])
+            late = _from_manifest(DayResult(day, "skipped", verified=True), existing)
+            if late_check:
+                _compare_counts(exporter, existing, late)
+            if not late.changed_units:
+                return late
+            version = existing.version + 1
+            _keep(store, day, existing.version)
     elif (retention is not None and not force and exporter.expires_by_age
           and day_start_ns(day) < int((now - retention).timestamp()) * 1_000_000_000):
         return DayResult(day, "expired", error=f"the day began more than {retention.days} days ago: "
                          f"{exporter.backend} may already have deleted part of it (--force archives what is left)")
+    try:
+        result = _export_day(exporter, store, day, now, version, max_object_bytes, level, progress)
+    except JobError as exc:
+        if late is None:
+            raise
+        log.error("re-archive of %s from %s failed: %s", day, exporter.backend, exc)
+        late.status, late.error, late.rearchive_pending = "failed", f"re-archive failed: {exc}", True
+        return late
+    if late is not None:
+        result.status = "rearchived" if result.status == "archived" else result.status
+        result.changed_units, result.late_events = late.changed_units, late.late_events
+        result.late_check_seconds, result.problems = late.late_check_seconds, late.problems + result.problems
+        if result.status == "failed":
+            result.verified, result.rearchive_pending = True, True  # the previous version still stands
+    return result
 
+
+def _compare_counts(exporter: Exporter, manifest: Manifest, result: DayResult) -> None:
+    """Fill ``result`` with the units the backend now holds more events of than ``manifest``."""
+    began = time.monotonic()
+    try:
+        counts = exporter.counts(manifest.day)
+    except JobError as exc:
+        result.status, result.error = "failed", f"late-line check: cannot count the day in {exporter.backend}: {exc}"
+        return
+    finally:
+        result.late_check_seconds = time.monotonic() - began
+    archived = manifest.units()
+    for unit in sorted(set(counts) | set(archived)):
+        have, now_ = archived.get(unit, 0), counts.get(unit, 0)
+        if now_ > have:
+            result.changed_units.append(unit)
+            result.late_events += now_ - have
+        elif now_ < have:
+            result.problems.append(f"{unit}: the backend now has {now_} events, the archive {have} "
+                                   "(deleted from the backend; the archive is kept as it is)")
+    if result.changed_units:
+        log.warning("%s changed in %s after it was archived: %d more events in %d unit(s); archiving it again",
+                    manifest.day, exporter.backend, result.late_events, len(result.changed_units))
+
+
+def _keep(store: ObjectStore, day: date, version: int) -> None:
+    """Keep the current manifest as ``manifest.v<version>.json`` before a new version replaces it."""
+    key = manifest_key(day, version)
+    if store.stat(key) is None:
+        data = store.get(manifest_key(day))
+        store.put(key, data, sha256_hex(data))
+
+
+def _in_version(rel: str, version: int) -> bool:
+    """Whether an object key (relative to the day) is one of ``version``'s objects."""
+    return rel.startswith(version_prefix(version)) if version > 1 else not _VERSION_DIR.match(rel)
+
+
+def _export_day(exporter: Exporter, store: ObjectStore, day: date, now: datetime, version: int,
+                max_object_bytes: int, level: int, progress: Progress) -> DayResult:
     prefix = day_prefix(day)
     foreign = [o.key for o in store.list(prefix) if o.key != prefix + MANIFEST_NAME
-               and not _EXPORT_KEY.match(o.key[len(prefix):])]
+               and not _EXPORT_KEY.match(o.key[len(prefix):])
+               and not VERSIONED_MANIFEST.match(o.key[len(prefix):])]
     if foreign:
         raise ArchiveConflict(f"{store.describe(prefix)} holds objects an export does not write "
                               f"(e.g. {foreign[0]}): use another --to for {exporter.backend}")
     units = exporter.units(day)
-    result = DayResult(day, "archived")
+    result = DayResult(day, "archived", version=version)
     entries: list[ObjectEntry] = []
     progress.start(f"{exporter.backend} {day}", len(units))
     try:
         for unit in units:
-            entries += _export_unit(exporter, store, day, unit, max_object_bytes, level, result)
+            entries += _export_unit(exporter, store, day, unit, max_object_bytes, level, result, version)
             progress.unit_done(sum(e.events for e in entries))
     finally:
         progress.finish()
     written = {prefix + e.key for e in entries}
     for stale in store.list(prefix):
-        if stale.key not in written and stale.key != prefix + MANIFEST_NAME:
+        rel = stale.key[len(prefix):]
+        if stale.key not in written and _EXPORT_KEY.match(rel) and _in_version(rel, version):
             log.info("removing %s: left by an earlier run, not part of this export", stale.key)
             store.delete(stale.key)
-    manifest = build_manifest(day, "export", exporter.source(), entries, created_at=now)
+    manifest = build_manifest(day, "export", exporter.source(), entries, created_at=now, version=version)
     data = manifest.to_json()
+    if version > 1:  # the kept copy first: manifest.json never names a version that is not kept
+        store.put(manifest_key(day, version), data, sha256_hex(data))
     store.put(manifest_key(day), data, sha256_hex(data))
     check = verify_day(store, day, deep=False)  # read back: the store holds what the manifest says
     if not check.ok:
         return DayResult(day, "failed", error="the archive written does not read back as written",
-                         problems=[str(p) for p in check.problems])
+                         problems=[str(p) for p in check.problems], version=version)
+    result.verified = True
     return _from_manifest(result, manifest)
 
 
 def _export_unit(exporter: Exporter, store: ObjectStore, day: date, unit: Unit, max_object_bytes: int, level: int,
-                 result: DayResult) -> list[ObjectEntry]:
+                 result: DayResult, version: int) -> list[ObjectEntry]:
     writer = PartWriter(max_object_bytes, level)
     entries: list[ObjectEntry] = []
 
     def flush(part: Part | None) -> None:
         if part is None:
             return
-        key = object_key(day, unit, len(entries))
+        key = object_key(day, unit, len(entries), version)
         if upload_part(store, key, part):
             result.reused += 1
         entries.append(ObjectEntry(
@@ -194,7 +296,8 @@ def _export_unit(exporter: Exporter, store: ObjectStore, day: date, unit: Unit, 
     return entries
 
 
-def _from_manifest(result: DayResult, manifest: Any) -> DayResult:
+def _from_manifest(result: DayResult, manifest: Manifest) -> DayResult:
+    result.version = manifest.version
     result.events = manifest.events
     result.objects = len(manifest.objects)
     result.bytes = manifest.bytes

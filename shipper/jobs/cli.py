@@ -31,6 +31,7 @@ from shipper.jobs.retention import cloudwatch as cw_retention
 from shipper.jobs.retention import elasticsearch as es_retention
 from shipper.jobs.retention import loki as loki_retention
 from shipper.jobs.retention.report import Finding
+from shipper.jobs.status import RunStatus, render, write_textfile
 from shipper.jobs.storage.base import LockSettings, ObjectStore, open_store
 from shipper.jobs.verify import VerifyReport, read_manifest, verify_day
 
@@ -130,11 +131,14 @@ def _days_options(fn: F) -> F:
     return _with_options(fn, options)
 
 
-def _selected_days(day_text: str | None, older_than: str | None, lookback: int) -> list[date]:
-    if bool(day_text) == bool(older_than):
-        raise click.UsageError("give exactly one of --day or --older-than")
+def _selected_days(day_text: str | None, older_than: str | None, lookback: int, settled: str | None = None,
+                   retention_days: int = 30, allow_settled: bool = False) -> list[date]:
+    if sum(1 for v in (day_text, older_than, settled) if v) != 1:
+        raise click.UsageError("give exactly one of --day, --older-than" + (" or --settled" if allow_settled else ""))
     if day_text:
         return [parse_day(day_text)]
+    if settled:
+        return days_mod.settled_days(parse_age(settled), utcnow(), timedelta(days=retention_days))
     assert older_than is not None
     return days_mod.days_older_than(parse_age(older_than), utcnow(), lookback)
 
@@ -202,6 +206,12 @@ def _day_line(r: DayResult) -> str:
             f"({r.uncompressed_bytes / 1048576:.2f} MiB uncompressed) in {r.seconds:.1f}s")
     if r.reused:
         text += f", {r.reused} objects already there"
+    if r.version > 1:
+        text += f", version {r.version}"
+    if r.changed_units:
+        text += f", {r.late_events} late events in {len(r.changed_units)} unit(s)"
+    if r.rearchive_pending:
+        text += ", archive again pending"
     if r.error:
         text += f" — {r.error}"
     for p in r.problems:
@@ -233,7 +243,7 @@ def archive() -> None:
 
     \b
     Examples:
-      ecvi-logs archive run --config shipper.yaml --backend loki --older-than 29d --to s3://ecvi-archive/loki
+      ecvi-logs archive run --config shipper.yaml --settled 26h --to s3://ecvi-archive/ --textfile /textfile/ecvi.prom
       ecvi-logs archive seal --older-than 26h --to s3://ecvi-archive/ingest
       ecvi-logs archive verify --day 2025-01-31 --from s3://ecvi-archive/loki --backend loki -c shipper.yaml
       ecvi-logs archive restore --day 2025-01-31 --from s3://ecvi-archive/es --to elasticsearch --es-url http://es:9200
@@ -247,6 +257,9 @@ def archive() -> None:
               help="Where the days are read from, archived to --to itself. Default: every backend of the "
                    "config, each to <--to>/<backend>.")
 @_days_options
+@click.option("--settled", default=None, metavar="AGE",
+              help="Every day that ended at least AGE ago (e.g. 26h) and is still inside the backend's "
+                   "retention (--days): new days are archived, archived ones checked for late lines.")
 @click.option("--to", "to_url", required=True, help="Archive location: s3://bucket/prefix or file:///dir.")
 @_endpoint_options
 @_store_options
@@ -262,22 +275,30 @@ def archive() -> None:
 @click.option("--days", "retention_days", type=click.IntRange(1), default=30, show_default=True,
               help="The backend's retention: an unarchived day older than this is partial and skipped.")
 @click.option("--force", is_flag=True, help="Export days again even if archived, or past the backend's retention.")
+@click.option("--late-check/--no-late-check", default=True, show_default=True,
+              help="Compare the backend's counts of archived days with their manifests; archive a day "
+                   "that gained lines again, as a new version.")
+@click.option("--textfile", type=click.Path(dir_okay=False), default=None,
+              help="Write the results for node-exporter's textfile collector (a .prom file), for the "
+                   "EcviLogsArchiveBehind and EcviLogsArchiveStale alerts.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @_job_command
 def archive_run(config_path: str | None, backend: str | None, day_text: str | None, older_than: str | None,
-                lookback: int, to_url: str, s3_endpoint: str | None, selectors: tuple[str, ...],
+                lookback: int, settled: str | None, to_url: str, s3_endpoint: str | None, selectors: tuple[str, ...],
                 page_size: int | None, max_object_mib: int, object_lock: str | None, lock_days: int | None,
-                retention_days: int, force: bool, as_json: bool, **kw: Any) -> None:
+                retention_days: int, force: bool, late_check: bool, textfile: str | None, as_json: bool,
+                **kw: Any) -> None:
     """Export each UTC day from a backend as gzip NDJSON objects plus a manifest.json.
 
-    Days already archived (manifest present and objects intact) are skipped; a run after a crash
-    picks up where it stopped. Each day's manifest is read back and every object's size and SHA-256
-    checked before the day counts as archived. Run it daily with --older-than 29d, ahead of a 30-day
-    retention.
+    Each day's manifest is read back and every object's size and SHA-256 checked before the day
+    counts as archived; a run after a crash picks up where it stopped. A day already archived is
+    checked for late lines (the backend's counts against the manifest) and, when it gained lines,
+    archived again as a new version beside the previous one. Run it daily with --settled 26h: every
+    day is archived a day after it ended and retried every night until the backend deletes it.
     """
     if (object_lock is None) != (lock_days is None):
         raise click.UsageError("--object-lock and --lock-days go together")
-    days = _selected_days(day_text, older_than, lookback)
+    days = _selected_days(day_text, older_than, lookback, settled, retention_days, allow_settled=True)
     config = _load(config_path)
     if backend:
         targets = [(backend, to_url)]
@@ -288,22 +309,22 @@ def archive_run(config_path: str | None, backend: str | None, day_text: str | No
             raise click.UsageError("no backend: pass --backend, or a --config with a loki, elasticsearch or "
                                    "cloudwatch sink")
     lock = LockSettings(object_lock, lock_days) if object_lock and lock_days else None  # type: ignore[arg-type]
-    results = []
+    results: list[DayResult] = []
+    statuses: list[RunStatus] = []
     for name, url in targets:
-        store = _open(url, region=kw["region"], s3_endpoint=s3_endpoint, profile=kw["profile"], lock=lock)
-        exporter = _exporter(name, config, kw, selectors=selectors, page_size=page_size)
-        try:
-            for day in days:
-                result = archive_day(exporter, store, day, now=utcnow(), retention=timedelta(days=retention_days),
-                                     max_object_bytes=max_object_mib * 1048576, force=force, progress=_Bar())
-                result.backend, result.archive = name, store.url
-                results.append(result)
-                if not as_json:
-                    click.echo(("" if backend else f"{name} → {store.url}: ") + _day_line(result))
-        finally:
-            exporter.close()
-            store.close()
+        mine = _archive_backend(name, url, config, kw, days, lock=lock, s3_endpoint=s3_endpoint, selectors=selectors,
+                                page_size=page_size, max_object_mib=max_object_mib, retention_days=retention_days,
+                                force=force, late_check=late_check, prefix="" if backend else f"{name} → {url}: ",
+                                quiet=as_json)
+        results += mine
+        statuses.append(RunStatus(name, mine[0].archive if mine else url, mine, utcnow(),
+                                  parse_age(settled) if settled else timedelta(0), timedelta(days=retention_days)))
+    if textfile:
+        write_textfile(textfile, render(statuses))
     doc = _summary("archive run", results)
+    doc |= {"rearchived": [f"{r.backend} {r.day}" for r in results if r.status == "rearchived"],
+            "rearchive_pending": [f"{r.backend} {r.day}" for r in results if r.rearchive_pending],
+            "late_check_seconds": round(sum(r.late_check_seconds or 0.0 for r in results), 3)}
     if as_json:
         _emit(True, doc, [])
     elif doc["events_per_second"]:
@@ -311,6 +332,35 @@ def archive_run(config_path: str | None, backend: str | None, day_text: str | No
                    f"{doc['mib_per_second']} MiB/s")
     if not doc["ok"]:
         raise _Failed
+
+
+def _archive_backend(name: str, url: str, config: ShipperConfig | None, kw: dict[str, Any], days: list[date], *,
+                     lock: LockSettings | None, s3_endpoint: str | None, selectors: tuple[str, ...],
+                     page_size: int | None, max_object_mib: int, retention_days: int, force: bool, late_check: bool,
+                     prefix: str, quiet: bool) -> list[DayResult]:
+    """One backend's days; a backend or store that cannot even be opened fails each of its days."""
+    results = []
+    try:
+        store = _open(url, region=kw["region"], s3_endpoint=s3_endpoint, profile=kw["profile"], lock=lock)
+    except JobError as exc:
+        results = [DayResult(day, "failed", error=str(exc), backend=name, archive=url) for day in days]
+    else:
+        try:
+            exporter = _exporter(name, config, kw, selectors=selectors, page_size=page_size)
+            try:
+                for day in days:
+                    result = archive_day(exporter, store, day, now=utcnow(), retention=timedelta(days=retention_days),
+                                         max_object_bytes=max_object_mib * 1048576, force=force, progress=_Bar(),
+                                         late_check=late_check)
+                    result.backend, result.archive = name, store.url
+                    results.append(result)
+                    if not quiet:
+                        click.echo(prefix + _day_line(result))
+            finally:
+                exporter.close()
+        finally:
+            store.close()
+    return results
 
 
 @archive.command("seal")
@@ -358,11 +408,13 @@ def archive_seal(day_text: str | None, older_than: str | None, lookback: int, to
 @_store_options
 @click.option("--selector", "selectors", multiple=True, help="Loki stream selector (as for archive run).")
 @click.option("--quick", is_flag=True, help="Check sizes and stored checksums only (no download).")
+@click.option("--version", "version", type=click.IntRange(1), default=None,
+              help="Check a kept earlier version of the day (a day archived again after late lines).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @_job_command
 def archive_verify(config_path: str | None, day_text: str, from_url: str, backend: str | None,
-                   s3_endpoint: str | None, selectors: tuple[str, ...], quick: bool, as_json: bool,
-                   **kw: Any) -> None:
+                   s3_endpoint: str | None, selectors: tuple[str, ...], quick: bool, version: int | None,
+                   as_json: bool, **kw: Any) -> None:
     """Re-read a day's objects and check every checksum and count against its manifest.
 
     Exit code 1 names every object that fails.
@@ -372,13 +424,13 @@ def archive_verify(config_path: str | None, day_text: str, from_url: str, backen
     exporter = None
     if backend:
         try:
-            manifest = read_manifest(store, day)
+            manifest = read_manifest(store, day, version)
         except JobError:
             manifest = None  # verify_day reports it
         exporter = _exporter(backend, _load(config_path), kw, selectors=selectors,
                              recorded=manifest.source if manifest else None)
     try:
-        report = verify_day(store, day, deep=not quick, exporter=exporter)
+        report = verify_day(store, day, deep=not quick, exporter=exporter, version=version)
     finally:
         if exporter is not None:
             exporter.close()
@@ -393,7 +445,8 @@ def _verify_lines(report: VerifyReport) -> list[str]:
     head = f"{report.day} {'OK' if report.ok else 'FAILED'}: {report.url}"
     if m is not None:
         origin = f"export of {m.backend}" if m.route == "export" else "archived at ingest"
-        head += (f" ({origin}, {m.events} events in {len(m.objects)} objects, "
+        head += (f" ({origin}{f', version {m.version}' if m.version > 1 else ''}, {m.events} events in "
+                 f"{len(m.objects)} objects, "
                  f"{report.objects_checked} checked{' deeply' if report.deep else ''})")
     lines = [head]
     lines += [f"  problem: {p}" for p in report.problems]

@@ -71,3 +71,23 @@ def days_older_than(age: timedelta, now: datetime, lookback: int = 7) -> list[da
 
 def is_over(day: date, now: datetime) -> bool:
     return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1) <= now
+
+
+def settled_days(settle: timedelta, now: datetime, retention: timedelta) -> list[date]:
+    """Days, oldest first, that ended at least ``settle`` ago and began less than ``retention`` ago.
+
+    The early archive's window: a day is archived once the backends' out-of-order window and the
+    shippers' buffering have passed (``settle``), and checked for late lines every run after that
+    until the backend starts deleting it, so a failed night is retried for weeks, not hours.
+    """
+    if settle < timedelta(0):
+        raise ValueError("settle time cannot be negative")
+    oldest = (now - retention).date()
+    if datetime(oldest.year, oldest.month, oldest.day, tzinfo=UTC) < now - retention:
+        oldest += timedelta(days=1)  # began before the retention cut: the backend may be deleting it
+    out = []
+    day = oldest
+    while datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1) + settle <= now:
+        out.append(day)
+        day += timedelta(days=1)
+    return out

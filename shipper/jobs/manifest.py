@@ -7,11 +7,17 @@ Layout under an archive root (``s3://bucket/prefix`` or ``file:///dir``)::
     date=2025-01-31/hour=13/node=<node>/<name>.ndjson.gz   the s3 sink, sealed by archive seal
 
 Object keys in a manifest are relative to the day's directory.
+
+A day exported again because late lines reached the backend after it was archived gets a new
+version: its objects under ``v<N>/``, its manifest as ``manifest.v<N>.json`` and as
+``manifest.json`` (the current one). Earlier versions stay as they were, each verifiable on its own
+(version 1 is kept as ``manifest.v1.json`` before version 2 replaces ``manifest.json``).
 """
 
 from __future__ import annotations
 
 import builtins
+import re
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
@@ -31,8 +37,18 @@ def day_prefix(day: date) -> str:
     return f"date={day.isoformat()}/"
 
 
-def manifest_key(day: date) -> str:
-    return day_prefix(day) + MANIFEST_NAME
+def manifest_key(day: date, version: int | None = None) -> str:
+    """The day's current manifest, or the kept copy of one ``version``."""
+    return day_prefix(day) + (MANIFEST_NAME if version is None else f"manifest.v{version}.json")
+
+
+def version_prefix(version: int) -> str:
+    """Where a version's objects live, relative to the day's directory (version 1: the directory itself)."""
+    return "" if version == 1 else f"v{version}/"
+
+
+#: Keys relative to the day's directory that belong to some manifest version, not to an export's objects.
+VERSIONED_MANIFEST = re.compile(r"^manifest\.v([1-9][0-9]*)\.json$")
 
 
 class ManifestError(JobError):
@@ -76,6 +92,7 @@ class Manifest(_Model):
     source: dict[str, Any] = Field(..., description="backend, endpoint, tenant, selector, ...")
     tool: Tool = Field(default_factory=Tool)
     created_at: datetime
+    version: int = Field(1, ge=1, description="1, then one more each time late lines made the day export again.")
     events: int = Field(..., ge=0)
     bytes: int = Field(..., ge=0)
     uncompressed_bytes: int = Field(..., ge=0)
@@ -133,13 +150,13 @@ def _safe_key(key: str) -> bool:
 
 
 def build_manifest(day: date, route: Literal["export", "ingest"], source: dict[str, Any],
-                   objects: list[ObjectEntry], created_at: datetime | None = None) -> Manifest:
+                   objects: list[ObjectEntry], created_at: datetime | None = None, version: int = 1) -> Manifest:
     """A manifest over ``objects`` (sorted by key), with its totals."""
     objects = sorted(objects, key=lambda o: o.key)
     listed = [o for o in objects if o.events]
     return Manifest(
         day=day, route=route, source=source,
-        created_at=created_at or datetime.now(UTC),
+        created_at=created_at or datetime.now(UTC), version=version,
         events=sum(o.events for o in objects),
         bytes=sum(o.bytes for o in objects),
         uncompressed_bytes=sum(o.uncompressed_bytes for o in objects),

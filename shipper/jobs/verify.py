@@ -14,7 +14,14 @@ from typing import Any
 from shipper.jobs.days import day_bounds_ns
 from shipper.jobs.errors import JobError, ObjectMissing
 from shipper.jobs.exporters.base import Exporter
-from shipper.jobs.manifest import Manifest, ManifestError, day_prefix, manifest_key, parse_manifest
+from shipper.jobs.manifest import (
+    VERSIONED_MANIFEST,
+    Manifest,
+    ManifestError,
+    day_prefix,
+    manifest_key,
+    parse_manifest,
+)
 from shipper.jobs.objects import scan_object, sha256_hex
 from shipper.jobs.storage.base import ObjectStore
 
@@ -60,9 +67,9 @@ class VerifyReport:
         }
 
 
-def read_manifest(store: ObjectStore, day: date) -> Manifest | None:
-    """The day's manifest, None when there is none; raises ManifestError when it is damaged."""
-    key = manifest_key(day)
+def read_manifest(store: ObjectStore, day: date, version: int | None = None) -> Manifest | None:
+    """The day's manifest (or kept ``version``), None when there is none; raises ManifestError when damaged."""
+    key = manifest_key(day, version)
     try:
         data = store.get(key)
     except ObjectMissing:
@@ -70,12 +77,21 @@ def read_manifest(store: ObjectStore, day: date) -> Manifest | None:
     return parse_manifest(data, store.describe(key))
 
 
-def verify_day(store: ObjectStore, day: date, *, deep: bool = True, exporter: Exporter | None = None) -> VerifyReport:
-    """Check the archive of ``day``; with ``exporter``, also against the backend's own counts."""
+def kept_versions(store: ObjectStore, day: date) -> list[int]:
+    """Versions of the day kept as ``manifest.v<N>.json`` (see :mod:`shipper.jobs.manifest`), ascending."""
+    prefix = day_prefix(day)
+    found = (VERSIONED_MANIFEST.match(o.key[len(prefix):]) for o in store.list(prefix))
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def verify_day(store: ObjectStore, day: date, *, deep: bool = True, exporter: Exporter | None = None,
+               version: int | None = None) -> VerifyReport:
+    """Check the archive of ``day`` (its current manifest, or a kept ``version``); with ``exporter``,
+    also against the backend's own counts."""
     report = VerifyReport(day, store.url, deep)
-    mkey = manifest_key(day)
+    mkey = manifest_key(day, version)
     try:
-        manifest = read_manifest(store, day)
+        manifest = read_manifest(store, day, version)
     except ManifestError as exc:
         report.problems += [Problem(mkey, p) for p in exc.problems]
         return report
@@ -86,6 +102,8 @@ def verify_day(store: ObjectStore, day: date, *, deep: bool = True, exporter: Ex
     report.manifest = manifest
     if manifest.day != day:
         report.problems.append(Problem(mkey, f"describes {manifest.day}, not {day}"))
+    if version is not None and manifest.version != version:
+        report.problems.append(Problem(mkey, f"is version {manifest.version}, not {version}"))
     prefix = day_prefix(day)
     for entry in manifest.objects:
         key = prefix + entry.key
@@ -94,13 +112,24 @@ def verify_day(store: ObjectStore, day: date, *, deep: bool = True, exporter: Ex
         report.objects_checked += 1
         if deep and not problems:
             report.events_checked += entry.events
-    listed = {prefix + o.key for o in manifest.objects} | {mkey}
+    listed = {prefix + o.key for o in manifest.objects} | {mkey, manifest_key(day)}
+    for kept in kept_versions(store, day):  # other versions' objects are theirs, not strays
+        listed.add(manifest_key(day, kept))
+        other = _kept_manifest(store, day, kept)
+        listed |= {prefix + o.key for o in other.objects} if other is not None else set()
     for info in store.list(prefix):
         if info.key not in listed:
             report.warnings.append(Problem(info.key, "not in the manifest (written after it: seal the day again)"))
     if exporter is not None:
         _check_backend(report, manifest, exporter, day)
     return report
+
+
+def _kept_manifest(store: ObjectStore, day: date, version: int) -> Manifest | None:
+    try:
+        return read_manifest(store, day, version)
+    except ManifestError:
+        return None  # reported when that version is verified
 
 
 def _check_quick(store: ObjectStore, key: str, entry: Any) -> list[Problem]:

@@ -5,6 +5,12 @@ with a selector that matches it alone (its labels, plus ``name=""`` for label na
 have). Entries come from ``query_range`` with ``direction=forward`` and the categorize-labels
 encoding, so structured metadata is told apart from stream labels.
 
+Loki caches answers, and an old day's answer stays cached: the late-line check would never see a
+stream that appeared in that day after it was archived. Queries send ``Cache-Control: no-cache``
+(honoured for ``query`` and ``query_range``); the series API ignores it and keys its cache by the
+matchers (``cache_series_results``, on by default), so each exporter adds a matcher every stream
+passes (``ecvi_fresh_<nonce>=""``: a label no stream has) that is new for every run.
+
 Paging by time has one trap: a page can end in the middle of many entries sharing a timestamp.
 The next page starts *at* that timestamp (not after it), and the entries of that timestamp already
 seen are skipped; a page holding nothing but one timestamp is asked again with a larger limit.
@@ -13,6 +19,7 @@ seen are skipped; a page holding nothing but one timestamp is asked again with a
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -29,7 +36,17 @@ from shipper.sinks.loki.labels import escape_label_value, format_labels
 
 #: Loki's default ``max_entries_limit_per_query``.
 MAX_LIMIT = 5000
-CATEGORIZE = {"X-Loki-Response-Encoding-Flags": "categorize-labels"}
+NO_CACHE = {"Cache-Control": "no-cache"}
+CATEGORIZE = {"X-Loki-Response-Encoding-Flags": "categorize-labels", **NO_CACHE}
+
+
+def fresh_selector(selector: str, nonce: str) -> str:
+    """``selector`` plus ``<nonce>=""``, which every stream matches: the same streams, a new cache key."""
+    body = selector.strip()
+    if not (body.startswith("{") and body.endswith("}")):
+        raise ValueError(f"{selector!r} is not a stream selector ({{name=\"value\", ...}})")
+    return f'{body[:-1].rstrip()}, {nonce}=""}}'
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +148,7 @@ class LokiExporter(Exporter):
         self.page_size = min(page_size, max_page_size)
         self.max_page_size = max_page_size
         self._series: dict[date, list[tuple[dict[str, str], str]]] = {}
+        self._nonce = f"ecvi_fresh_{time.time_ns():x}"
 
     def source(self) -> dict[str, Any]:
         return {"backend": "loki", "endpoint": self.http.base_url, "tenant": self.tenant,
@@ -144,7 +162,7 @@ class LokiExporter(Exporter):
         found: dict[str, tuple[dict[str, str], str]] = {}
         for selector in self.selectors:
             resp = self.http.request("POST", "/loki/api/v1/series", data={
-                "match[]": selector, "start": str(start), "end": str(end - 1)})
+                "match[]": fresh_selector(selector, self._nonce), "start": str(start), "end": str(end - 1)})
             for labels in resp.json().get("data") or []:
                 found.setdefault(format_labels(labels.items()), (dict(labels), selector))
         names = sorted({n for labels, _ in found.values() for n in labels})
@@ -184,7 +202,7 @@ class LokiExporter(Exporter):
         end = day_bounds_ns(day)[1]
         out: dict[str, int] = {}
         for unit in self.units(day):
-            resp = self.http.request("GET", "/loki/api/v1/query", params={
+            resp = self.http.request("GET", "/loki/api/v1/query", headers=NO_CACHE, params={
                 "query": f"sum(count_over_time({unit.query['query']}[86400s]))", "time": str(end - 1)})
             result = resp.json().get("data", {}).get("result") or []
             out[unit.name] = int(float(result[0]["value"][1])) if result else 0

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from shipper.jobs import cli as jobs_cli
 
-from ._support import ScriptedExporter, sample_units
+from ._support import DAY, ScriptedExporter, sample_units
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def test_help(main: click.Group) -> None:
     assert "archive" in out and "retention" in out
     assert {"run", "seal", "verify", "restore", "lifecycle"} <= set(jobs_cli.archive.commands)
     assert {"apply", "check", "enforce"} <= set(jobs_cli.retention.commands)
-    assert "--older-than 29d" in run(main, "archive", "--help").output
+    assert "--settled 26h" in run(main, "archive", "--help").output
     assert "--object-lock" in run(main, "archive", "run", "--help").output
 
 
@@ -165,3 +165,74 @@ def test_without_backend_each_backend_of_the_config_goes_to_its_own_directory(
         (b, (root / b).as_uri()) for b in ("loki", "elasticsearch", "cloudwatch")]
     for backend in ("loki", "elasticsearch", "cloudwatch"):
         assert run(main, "archive", "verify", "--day", "2025-01-15", "--from", (root / backend).as_uri()).exit_code == 0
+
+
+class _Nightly(ScriptedExporter):
+    """Lines on DAY only (other days are empty); ``down`` makes every call fail, like an unreachable backend."""
+
+    down = False
+
+    def units(self, day):  # type: ignore[no-untyped-def]
+        if self.down:
+            from shipper.jobs.errors import BackendError
+            raise BackendError("loki.test: connection refused")
+        return super().units(day) if day == DAY else []
+
+    def counts(self, day):  # type: ignore[no-untyped-def]
+        self.units(day)  # raises while down
+        return super().counts(day) if day == DAY else {}
+
+
+def _gauges(prom: Path) -> dict[str, float]:
+    return {line.split("{")[0]: float(line.rsplit(" ", 1)[1])
+            for line in prom.read_text().splitlines() if not line.startswith("#")}
+
+
+def test_settled_runs_catch_up_after_a_failed_night_and_re_archive_late_lines(
+        main: click.Group, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    data = sample_units()
+    exporter = _Nightly(data)
+    monkeypatch.setattr(jobs_cli, "_exporter", lambda *a, **kw: exporter)
+    archive, prom = tmp_path / "archive", tmp_path / "ecvi_archive.prom"
+    args = ["archive", "run", "--backend", "loki", "--settled", "26h", "--to", archive.as_uri(),
+            "--textfile", str(prom), "--json"]
+
+    def night(day_after: int) -> dict[str, Any]:
+        now = datetime(2025, 1, 15, 3, 0, tzinfo=UTC) + timedelta(days=day_after)
+        monkeypatch.setattr(jobs_cli, "utcnow", lambda: now)
+        result = run(main, *args)
+        return {"exit": result.exit_code, **orjson.loads(result.output)}
+
+    exporter.down = True
+    failed = night(2)  # D+2 03:00: D is settled (ended 27h ago) but the backend is down
+    assert failed["exit"] == 1 and not failed["ok"]
+    assert [d["day"] for d in failed["days"]][-1] == "2025-01-15" and len(failed["days"]) == 28
+    assert 'ecvi_archive_unverified_days{backend="loki",archive="' + archive.as_uri() + '"} 28' in prom.read_text()
+    gauges = _gauges(prom)
+    assert gauges["ecvi_archive_run_success"] == 0
+    # The oldest day of the window (2025-01-18 minus 30 days, 03:00 cut) is the oldest without an archive.
+    assert gauges["ecvi_archive_verified_until_timestamp_seconds"] == datetime(2024, 12, 19, tzinfo=UTC).timestamp()
+
+    exporter.down = False
+    good = night(3)
+    assert good["exit"] == 0 and good["ok"], good
+    assert {d["day"]: d["status"] for d in good["days"]}["2025-01-15"] == "archived"
+    assert all(d["verified"] for d in good["days"]) and len(good["days"]) == 28
+    gauges = _gauges(prom)
+    assert gauges["ecvi_archive_unverified_days"] == 0 and gauges["ecvi_archive_run_success"] == 1
+    # Every day up to and including 2025-01-16 (settled at D+3 03:00) has a verified archive.
+    assert gauges["ecvi_archive_verified_until_timestamp_seconds"] == datetime(2025, 1, 17, tzinfo=UTC).timestamp()
+    assert gauges["ecvi_archive_settle_seconds"] == 26 * 3600
+
+    ts = data["stream=0000000000000000"][-1][0] + 1
+    data["stream=0000000000000000"].append((ts, data["stream=0000000000000000"][-1][1]))
+    late = night(4)
+    assert late["exit"] == 0 and late["rearchived"] == ["loki 2025-01-15"], late
+    day = next(d for d in late["days"] if d["day"] == "2025-01-15")
+    assert (day["status"], day["version"], day["late_events"]) == ("rearchived", 2, 1)
+    gauges = _gauges(prom)
+    assert gauges["ecvi_archive_rearchived_days"] == 1 and gauges["ecvi_archive_rearchive_pending_days"] == 0
+    for version in ("1", "2"):
+        assert (archive / "date=2025-01-15" / f"manifest.v{version}.json").exists()

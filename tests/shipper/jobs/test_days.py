@@ -38,3 +38,20 @@ def test_older_than_never_returns_a_day_that_is_not_over() -> None:
     assert days_older_than(timedelta(hours=26), now, lookback=1) == [date(2025, 2, 28)]
     assert not is_over(date(2025, 3, 1), now)
     assert is_over(date(2025, 2, 28), now)
+
+
+def test_settled_days_cover_the_retention_window_once_a_day_has_settled() -> None:
+    from shipper.jobs.days import settled_days
+
+    now = datetime(2025, 3, 1, 2, 17, tzinfo=UTC)
+    days = settled_days(timedelta(hours=26), now, timedelta(days=30))
+    # 2025-02-27 ended 26h17m ago; 2025-02-28 only 2h17m ago. 2025-01-30 began before the 30-day cut.
+    assert days[-1] == date(2025, 2, 27)
+    assert days[0] == date(2025, 1, 31)
+    assert len(days) == 28
+    assert settled_days(timedelta(hours=26), datetime(2025, 3, 1, 1, 59, tzinfo=UTC), timedelta(days=30))[-1] \
+        == date(2025, 2, 26)
+    midnight = datetime(2025, 3, 1, tzinfo=UTC)
+    assert settled_days(timedelta(0), midnight, timedelta(days=2)) == [date(2025, 2, 27), date(2025, 2, 28)]
+    with pytest.raises(ValueError, match="negative"):
+        settled_days(timedelta(hours=-1), now, timedelta(days=30))
