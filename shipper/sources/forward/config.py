@@ -59,9 +59,10 @@ class ForwardSourceConfig(BaseModel):
     max_buffered_bytes: int = Field(
         default=64 * 1024 * 1024,
         ge=1024 * 1024,
-        description="Bytes of unfinished frames held across all connections (each frame being decoded "
-        "takes at least 1 MiB of it). New frames wait for room; a frame that outgrows it closes its "
-        "connection (the client resends). Memory stays within this plus 128 KiB per connection.",
+        description="Memory held for unfinished frames across all connections (a frame's bytes and "
+        "its scanner's buffer, at least 1 MiB per frame in progress). New frames wait for room; a "
+        "frame that outgrows it closes its connection (the client resends). Each open connection "
+        "adds up to about 450 KiB of socket buffers, and the frame being unpacked its values.",
     )
     keepalive: bool = Field(
         default=True, description="Tell clients in the HELO that they may keep connections open."

@@ -132,7 +132,9 @@ class FrameDecoder:
         """Memory this decoder may hold: the frame's bytes and the scanner's buffer (1 MiB at least)."""
         if self._scanner is None:
             return 0
-        return max(UNPACKER_BUFFER_BYTES, len(self._frame) + self._scanner_bytes)
+        # The scanner object itself is ~40 KiB: msgpack embeds its 1024-level parse stack.
+        held = self._frame.__sizeof__() + self._scanner.__sizeof__() + self._scanner_bytes
+        return max(UNPACKER_BUFFER_BYTES, held)
 
     @property
     def pending_bytes(self) -> int:
@@ -148,12 +150,15 @@ class FrameDecoder:
             self._scanner_bytes = _FEED_SLICE
         for start in range(0, len(view), _FEED_SLICE):
             part = view[start : start + _FEED_SLICE]
+            # The scanner holds what it has not parsed yet (a long string waits whole); when that
+            # outgrows its buffer msgpack reallocates twice the size, up to its maximum.
+            need = self._fed - self._scanner.tell() + len(part)
             try:
                 self._scanner.feed(part)
             except msgpack.BufferFull:
                 raise self._too_large(self.pending_bytes + len(part)) from None
-            # msgpack grows its buffer to twice what it must hold, up to its maximum.
-            self._scanner_bytes = max(self._scanner_bytes, min(limit, 2 * (self.pending_bytes + len(part))))
+            if need > self._scanner_bytes:
+                self._scanner_bytes = min(limit, 2 * need)
             self._frame += part
             self._fed += len(part)
             yield from self._frames()

@@ -134,3 +134,23 @@ def test_an_unfinished_frame_holds_no_objects() -> None:
         tracemalloc.stop()
     assert dec.pending_bytes == 5003
     assert peak < 2 * 1024 * 1024, f"{peak / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("shape", ["one long string", "many small values"])
+def test_held_bytes_covers_what_an_unfinished_frame_really_holds(shape: str) -> None:
+    # held_bytes is what the source's max_buffered_bytes budget counts; it must not under-report.
+    if shape == "one long string":
+        data = msgpack.packb(["t", [[1, {"m": "x" * (900 * 1024)}]]])
+    else:
+        data = msgpack.packb(["t", [[1, {"m": "x" * 20, "i": i}] for i in range(30_000)]])
+    dec = FrameDecoder(1024 * 1024)
+    tracemalloc.start()
+    try:
+        for start in range(0, 900 * 1024, 64 * 1024):
+            assert list(dec.feed(data[start : min(start + 64 * 1024, 900 * 1024)])) == []
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert dec.pending_bytes == 900 * 1024
+    # A few KiB of slack for the decoder's own small objects.
+    assert held <= dec.held_bytes + 16 * 1024, f"{held} bytes held, {dec.held_bytes} accounted"
