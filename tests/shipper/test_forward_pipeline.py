@@ -66,3 +66,52 @@ def test_fluent_logger_and_acked_chunks_reach_the_file_sink(tmp_path: Path) -> N
 
     records = [orjson.loads(x) for x in (tmp_path / "out.ndjson").read_bytes().splitlines()]
     assert sorted(r["n"] for r in records) == list(range(500)) + list(range(1000, 1100))
+
+
+def test_connection_limits_from_the_config_file(tmp_path: Path) -> None:
+    import hashlib
+
+    config = f"""
+data_dir: {tmp_path}/data
+api: {{enabled: false}}
+sources:
+  fwd:
+    type: forward
+    address: "127.0.0.1:0"
+    shared_key: k3y
+    handshake_timeout_secs: 0.3
+    idle_timeout_secs: 60
+    max_connections_per_peer: 2
+sinks:
+  out: {{type: file, inputs: [fwd], path: "{tmp_path}/out.ndjson", batch: {{timeout_secs: 0.05}}}}
+"""
+
+    async def go() -> None:
+        topo = Topology(parse_config(config))
+        await topo.start()
+        port = topo.sources["fwd"].port
+
+        def clients() -> tuple[bytes, object]:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as silent, \
+                    socket.create_connection(("127.0.0.1", port), timeout=5) as client, \
+                    socket.create_connection(("127.0.0.1", port), timeout=5) as third:
+                assert third.recv(4096) == b""  # over max_connections_per_peer: closed at once
+                unpacker = msgpack.Unpacker(raw=False)
+                unpacker.feed(client.recv(4096))
+                nonce = next(unpacker)[1]["nonce"]
+                digest = hashlib.sha512(b"salt" + b"me" + nonce + b"k3y").hexdigest()
+                client.sendall(msgpack.packb(["PING", "me", b"salt", digest, "", ""]))
+                client.sendall(msgpack.packb(["t", 1, {"n": 1}, {"chunk": "c"}]))
+                replies = []
+                while len(replies) < 2:
+                    unpacker.feed(client.recv(4096))
+                    replies += list(unpacker)
+                silent.recv(4096)  # HELO
+                return silent.recv(4096), replies[1]
+
+        closed, ack = await asyncio.to_thread(clients)
+        assert closed == b""  # no PING within handshake_timeout_secs
+        assert ack == {"ack": "c"}
+        await topo.stop()
+
+    asyncio.run(go())
