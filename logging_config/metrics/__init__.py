@@ -27,6 +27,8 @@ from ._registry import (
     HTTP_DURATION_BUCKETS,
     UNMATCHED_ENDPOINT,
     Family,
+    record_pool,
+    record_task,
     sample_names,
 )
 from .asgi import MetricsMiddleware, route_template
@@ -42,6 +44,8 @@ __all__ = [
     "metrics_app",
     "mount_metrics",
     "multiprocess_dir",
+    "record_pool",
+    "record_task",
     "route_template",
     "sample_names",
     "scrape_registry",

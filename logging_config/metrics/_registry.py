@@ -23,6 +23,8 @@ __all__ = [
     "HTTP_DURATION_BUCKETS",
     "UNMATCHED_ENDPOINT",
     "Family",
+    "record_pool",
+    "record_task",
     "sample_names",
 ]
 
@@ -100,3 +102,20 @@ DB_MAX = Gauge("db_connections_max", _help("db_connections_max"), _labels("db_co
 CELERY_TASKS = Counter("celery_tasks", _help("celery_tasks"), _labels("celery_tasks"))
 CELERY_DURATION = Histogram("celery_task_duration_seconds", _help("celery_task_duration_seconds"),
                             _labels("celery_task_duration_seconds"), buckets=CELERY_DURATION_BUCKETS)
+
+
+def record_task(name: str, status: str, seconds: float | None = None) -> None:
+    """Count one finished task in its final state (SUCCESS, FAILURE, RETRY), with its run time.
+
+    The Celery signals call it; other task runners can too.
+    """
+    CELERY_TASKS.labels(name, status).inc()
+    if seconds is not None:
+        CELERY_DURATION.labels(name).observe(seconds)
+
+
+def record_pool(name: str, *, active: int, idle: int, capacity: float) -> None:
+    """Set the gauges of a pool that is not SQLAlchemy's (asyncpg, a driver's own pool)."""
+    DB_ACTIVE.labels(name).set(active)
+    DB_IDLE.labels(name).set(idle)
+    DB_MAX.labels(name).set(capacity)

@@ -21,7 +21,7 @@ from celery import signals
 from prometheus_client import start_http_server
 
 from ._exposition import mark_process_dead, multiprocess_dir, scrape_registry
-from ._registry import CELERY_DURATION, CELERY_TASKS
+from ._registry import CELERY_DURATION, record_task
 
 __all__ = ["install", "uninstall"]
 
@@ -74,15 +74,15 @@ def _on_postrun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
 
 
 def _on_success(sender: Any = None, **_: Any) -> None:
-    CELERY_TASKS.labels(_task_name(sender), "SUCCESS").inc()
+    record_task(_task_name(sender), "SUCCESS")
 
 
 def _on_failure(sender: Any = None, **_: Any) -> None:
-    CELERY_TASKS.labels(_task_name(sender), "FAILURE").inc()
+    record_task(_task_name(sender), "FAILURE")
 
 
 def _on_retry(sender: Any = None, **_: Any) -> None:
-    CELERY_TASKS.labels(_task_name(sender), "RETRY").inc()
+    record_task(_task_name(sender), "RETRY")
 
 
 def _on_process_shutdown(**_: Any) -> None:

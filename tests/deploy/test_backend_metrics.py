@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import jsonschema
+import yaml
 
 from logging_config.metrics import FAMILIES, sample_names
-from tests.deploy.conftest import DEPLOY
+from tests.deploy.conftest import DEPLOY, REPO, load_docs
 from tests.deploy.promql import metric_names
 from tests.deploy.test_prometheus import GUIDE_ALERTS, GUIDE_METRICS, RULES
+from tests.services._process import free_port
 
 BOARD = json.loads((DEPLOY / "grafana" / "dashboards" / "ecvi-backend.json").read_text())
 # Labels Prometheus adds to every scraped series (target labels), `le` of histogram buckets,
@@ -56,3 +67,37 @@ def test_the_pool_alert_is_per_pod_and_pool_not_summed() -> None:
     rule = next(r for r in RULES if r["alert"] == "DatabaseConnectionPoolExhausted")
     assert rule["expr"].startswith("max by (namespace, pod, pool) (")
     assert "sum(" not in rule["expr"]
+
+
+def test_backend_servicemonitor_example_is_valid_and_scrapes_metrics() -> None:
+    schema = json.loads((REPO / "tests" / "deploy" / "schemas" / "servicemonitor-monitoring-v1.json").read_text())
+    [doc] = load_docs(DEPLOY / "kubernetes" / "examples" / "backend-servicemonitor.yaml")
+    assert not list(jsonschema.Draft202012Validator(schema).iter_errors(doc))
+    assert {(e["port"], e["path"]) for e in doc["spec"]["endpoints"]} == {("http", "/metrics"), ("metrics", "/metrics")}
+
+
+def test_compose_prometheus_scrapes_the_demo_backend() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose" / "docker-compose.yaml").read_text())
+    address = compose["services"]["backend"]["environment"]["ECVI_DEMO_METRICS_ADDRESS"]
+    config = yaml.safe_load((DEPLOY / "compose" / "prometheus.yml").read_text())
+    [job] = [j for j in config["scrape_configs"] if j["job_name"] == "ecvi-backend"]
+    assert job["static_configs"][0]["targets"] == [f"backend:{address.rsplit(':', 1)[1]}"]
+
+
+def test_demo_backend_serves_every_metric_the_alerts_and_dashboard_query(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "ECVI_DEMO_METRICS_ADDRESS": f"127.0.0.1:{port}"}
+    demo = subprocess.Popen([sys.executable, "-m", "shipper.demo_backend", str(tmp_path / "backend.log")],
+                            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        missing = set(GUIDE_METRICS)
+        while missing and time.monotonic() < deadline:
+            time.sleep(0.5)
+            with contextlib.suppress(httpx.HTTPError):
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+                missing = {m for m in GUIDE_METRICS if not re.search(rf"^{m}[{{ ]", text, re.M)}
+        assert missing == set()
+    finally:
+        demo.terminate()
+        demo.wait(10)
