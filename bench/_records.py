@@ -19,12 +19,13 @@ _TRACE = (
 )
 
 
-def records(n: int, seed: int = 1, start: datetime | None = None) -> Iterator[dict[str, object]]:
+def records(n: int, seed: int = 1, start: datetime | None = None, per_ms: int = 1) -> Iterator[dict[str, object]]:
+    """``n`` records; ``per_ms`` consecutive ones share a millisecond (1: each its own, as real logs)."""
     rng = random.Random(seed)
     t0 = start or datetime.now(UTC) - timedelta(minutes=10)
     loggers = ["app.api.v1.companies", "app.api.v1.verifications", "app.worker.tasks", "uvicorn.access"]
     for i in range(n):
-        ts = t0 + timedelta(milliseconds=i // 10)
+        ts = t0 + timedelta(milliseconds=i // per_ms)
         rec: dict[str, object] = {
             "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z",
             "level": "ERROR" if i % 20 == 0 else "INFO",
@@ -44,7 +45,8 @@ def records(n: int, seed: int = 1, start: datetime | None = None) -> Iterator[di
         yield rec
 
 
-def cri_lines(n: int, seed: int = 1) -> Iterator[bytes]:
-    """CRI log lines as the kubelet writes them."""
-    for rec in records(n, seed):
-        yield b"2025-01-01T00:00:00.000000000Z stdout F " + orjson.dumps(rec) + b"\n"
+def cri_lines(n: int, seed: int = 1, per_ms: int = 1) -> Iterator[bytes]:
+    """CRI log lines as the kubelet writes them: the kubelet's time a little after the record's own."""
+    for rec in records(n, seed, per_ms=per_ms):
+        kubelet = str(rec["timestamp"])[:-1] + "417250Z"
+        yield kubelet.encode() + b" stdout F " + orjson.dumps(rec) + b"\n"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,11 +68,11 @@ def _sent(api: str, sink: str) -> float:
     return 0.0
 
 
-def write_log(path: Path, events: int) -> int:
+def write_log(path: Path, events: int, per_ms: int = 1) -> int:
     size = 0
     with path.open("wb") as f:
         buf = []
-        for line in cri_lines(events):
+        for line in cri_lines(events, per_ms=per_ms):
             buf.append(line)
             size += len(line)
             if len(buf) >= 10000:
@@ -81,11 +82,12 @@ def write_log(path: Path, events: int) -> int:
     return size
 
 
-def run(target: str, events: int, url: str | None, work: Path, buffer_bytes: int) -> dict[str, float]:
+def run(target: str, events: int, url: str | None, work: Path, buffer_bytes: int,
+        per_ms: int = 1) -> dict[str, float]:
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     print(f"writing {events} records ...", file=sys.stderr)
-    size = write_log(logs / "app.log", events)
+    size = write_log(logs / "app.log", events, per_ms)
     capture = None
     if target == "capture":
         capture = CaptureServer()
@@ -144,6 +146,9 @@ def main() -> None:
     ap.add_argument("--backlog", action="store_true",
                     help="2 GiB of backlog: the sink's buffer is bounded at 256 MiB, RSS must stay flat")
     ap.add_argument("--buffer-bytes", type=int, default=256 * 1024 * 1024)
+    ap.add_argument("--records-per-ms", type=int, default=1,
+                    help="consecutive records sharing one millisecond (1: each its own, as real logs)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs; the figures printed are each one's median")
     args = ap.parse_args()
     events = args.events
     if args.backlog:
@@ -160,17 +165,23 @@ def main() -> None:
         service.start()
         url = service.url
         print(f"started {args.target} at {url}", file=sys.stderr)
+    runs = []
     try:
-        r = run(args.target, events, url, work, args.buffer_bytes)
+        for i in range(args.repeat):
+            runs.append(run(args.target, events, url, work / str(i), args.buffer_bytes, args.records_per_ms))
+            shutil.rmtree(work / str(i), ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if service is not None:
             service.close()
+    r = runs[0]
     print(f"target={args.target} cores={os.cpu_count()} events={r['events']:.0f} "
-          f"input={r['bytes'] / 2**20:.0f}MiB")
+          f"input={r['bytes'] / 2**20:.0f}MiB runs={len(runs)} (median; all runs in brackets)")
     for k in ("wall_s", "events_per_s", "mib_per_s", "cpu_s", "cpu_s_per_million", "events_per_cpu_s",
               "peak_rss_mib"):
-        print(f"  {k:20s} {r[k]:12.1f}")
+        values = [x[k] for x in runs]
+        each = " [" + " ".join(f"{v:.1f}" for v in values) + "]" if len(runs) > 1 else ""
+        print(f"  {k:20s} {statistics.median(values):12.1f}{each}")
 
 
 if __name__ == "__main__":
