@@ -101,3 +101,17 @@ def test_demo_backend_serves_every_metric_the_alerts_and_dashboard_query(tmp_pat
     finally:
         demo.terminate()
         demo.wait(10)
+
+
+def test_backend_runbooks_name_the_metric_panel_and_log_queries() -> None:
+    runbooks = (REPO / "docs" / "runbooks.md").read_text()
+    sections = {s.splitlines()[0].strip(): s for s in re.split(r"^### ", runbooks, flags=re.M)[1:]}
+    titles = {p["title"] for p in BOARD["panels"]}
+    for rule in RULES:
+        if rule["alert"] not in GUIDE_ALERTS:
+            continue
+        section = sections[rule["alert"]]
+        follow = section[section.index("**Follow it:**"):section.index("**Actions:**")]
+        assert metric_names(rule["expr"]) & {m for m in GUIDE_METRICS if m.removesuffix("_bucket") in follow}
+        assert any(f"*{title}*" in follow for title in titles), rule["alert"]
+        assert "LogQL `{" in follow and "Elasticsearch `" in follow, rule["alert"]
