@@ -8,9 +8,10 @@ after it returns. Bad input closes only the connection it came on.
 Hostile peers are bounded in number and time: at most ``max_connections`` connections, of which
 ``max_connections_per_peer`` from one remote IP; with ``shared_key`` a connection holds only a
 small PING buffer until its PING passes, within ``handshake_timeout_secs``; afterwards a frame
-decoder (a slot of the ``max_buffered_bytes`` budget) is taken only while a frame is in progress,
-and a connection that completes no frame for ``idle_timeout_secs`` (or stalls mid-frame for
-``frame_timeout_secs``) is closed. Refusals are counted by reason and logged at a bounded rate.
+decoder (a slot of the ``max_buffered_bytes`` budget, a remote IP holding at most a quarter of
+them) is taken only while a frame is in progress, and a connection that completes no frame for
+``idle_timeout_secs`` (or stalls mid-frame for ``frame_timeout_secs``) is closed. Refusals are
+counted by reason and logged at a bounded rate.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from shipper.sources.forward.refusals import Refusals
 log = logging.getLogger("shipper.sources.forward")
 
 _READ_BYTES = 64 * 1024
+# One remote IP may hold at most this fraction of the decoder slots at once.
+_PEER_SLOT_SHARE = 4
 
 
 @dataclass(eq=False, slots=True)
@@ -67,13 +70,16 @@ class ForwardSource:
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._per_host: Counter[str] = Counter()
+        self._host_slots: dict[str, asyncio.Semaphore] = {}  # one per remote IP with open connections
         self._refusals = Refusals(name, log)
         self._stopping = False
         self._events_received = EVENTS_RECEIVED.labels(name)
         self._bytes_received = BYTES_RECEIVED.labels(name)
         self._open_connections = FORWARD_CONNECTIONS.labels(name)
         self._buffered = 0  # sum of every connection's ``pending``
-        self._slots = asyncio.Semaphore(max(1, config.max_buffered_bytes // UNPACKER_BUFFER_BYTES))
+        slots = max(1, config.max_buffered_bytes // UNPACKER_BUFFER_BYTES)
+        self._slots = asyncio.Semaphore(slots)
+        self._slots_per_host = max(1, slots // _PEER_SLOT_SHARE)
 
     async def start(self) -> None:
         """Bind and start accepting; afterwards ``self.port`` is the bound port (even for port 0)."""
@@ -121,6 +127,8 @@ class ForwardSource:
         conn = _Connection(task, peer, host)
         self._connections.add(conn)
         self._per_host[host] += 1
+        if host not in self._host_slots:
+            self._host_slots[host] = asyncio.Semaphore(self._slots_per_host)
         self._open_connections.inc()
         try:
             await self._serve(conn, reader, writer)
@@ -138,6 +146,7 @@ class ForwardSource:
             self._per_host[host] -= 1
             if not self._per_host[host]:
                 del self._per_host[host]
+                del self._host_slots[host]
             self._open_connections.dec()
             writer.close()
             with contextlib.suppress(Exception):
@@ -219,10 +228,9 @@ class ForwardSource:
                 return
             self._bytes_received.inc(len(data))
             if not conn.has_slot:
-                # Starting a frame costs a decoder buffer (1 MiB at least): take one of the slots
-                # the memory budget allows, in arrival order.
-                await self._slots.acquire()
-                conn.has_slot = True
+                # Starting a frame costs a decoder (1 MiB at least): take a slot of the memory
+                # budget, in arrival order, and at most a share of them per peer.
+                await self._take_slot(conn)
             events, acks, error = self._decode(conn, writer, decoder, data)
             decoder.release()
             self._set_pending(conn, decoder.held_bytes)
@@ -259,10 +267,21 @@ class ForwardSource:
         self._buffered += pending - conn.pending
         conn.pending = pending
 
+    async def _take_slot(self, conn: _Connection) -> None:
+        host_slots = self._host_slots[conn.host]
+        await host_slots.acquire()
+        try:
+            await self._slots.acquire()
+        except BaseException:
+            host_slots.release()
+            raise
+        conn.has_slot = True
+
     def _release_slot(self, conn: _Connection) -> None:
         if conn.has_slot:
             conn.has_slot = False
             self._slots.release()
+            self._host_slots[conn.host].release()
 
     def _decode(
         self, conn: _Connection, writer: asyncio.StreamWriter, decoder: FrameDecoder, data: bytes

@@ -158,6 +158,25 @@ def test_a_frame_trickled_byte_by_byte_does_not_outlive_the_idle_timeout() -> No
     run(main())
 
 
+def test_one_peer_stalled_mid_frame_does_not_hold_every_decoder_slot() -> None:
+    # Without shared_key there is no handshake: a peer's stalled frames may hold only its share.
+    async def main() -> None:
+        async with serving(max_buffered_bytes=4 * 1024 * 1024, frame_timeout_secs=30) as (source, _sink):
+            stalled = [await Peer.connect(source) for _ in range(4)]
+            for peer in stalled:
+                await peer.send(b"\x93")  # the first byte of a frame, then nothing
+            await asyncio.sleep(0.05)
+            other = await Peer.connect(source, "127.0.0.2")
+            started = time.monotonic()
+            await other.send(["t", 1, {"n": "other"}, {"chunk": "o"}])
+            assert await other.recv(timeout=2) == {"ack": "o"}
+            assert time.monotonic() - started < 1.0
+            for peer in [other, *stalled]:
+                await peer.close()
+
+    run(main())
+
+
 def test_per_peer_cap_refuses_fast_and_spares_other_peers() -> None:
     async def main() -> None:
         async with serving(max_connections_per_peer=3) as (source, _sink):
