@@ -86,6 +86,10 @@ _HELP = {
 }
 
 
+#: Every metric name the textfile can hold (what alert rules may use).
+METRIC_NAMES = tuple(f"ecvi_archive_{name}" for name in _HELP)
+
+
 def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 

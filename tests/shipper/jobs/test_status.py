@@ -30,3 +30,19 @@ def test_render_escapes_labels_and_writes_atomically(tmp_path: Path) -> None:
     path = tmp_path / "ecvi_archive.prom"
     write_textfile(path, text)
     assert path.read_text() == text and [p.name for p in tmp_path.iterdir()] == ["ecvi_archive.prom"]
+
+
+def test_the_alert_rules_use_only_metrics_the_textfile_has() -> None:
+    import re
+
+    import yaml
+
+    from shipper.jobs.status import METRIC_NAMES
+
+    rules = yaml.safe_load((Path(__file__).parents[3] / "deploy" / "prometheus" / "alerts.yaml").read_text())
+    used = {name for g in rules["groups"] for r in g["rules"]
+            for name in re.findall(r"\becvi_archive_[a-z_]+", r["expr"])}
+    assert {"ecvi_archive_verified_until_timestamp_seconds", "ecvi_archive_rearchive_pending_days"} <= used
+    assert used <= set(METRIC_NAMES)
+    text = render([_status(True, False)])
+    assert {line.split("{")[0] for line in text.splitlines() if not line.startswith("#")} == set(METRIC_NAMES)
