@@ -30,13 +30,13 @@ def app() -> Iterator[Celery]:
 
 
 def test_tasks_are_counted_by_name_and_final_state(app: Celery) -> None:
-    @app.task(name="verify_company")
+    @app.task(name="verify_company", shared=False)
     def verify(ok: bool) -> str:
         if not ok:
             raise ValueError("registry down")
         return "done"
 
-    @app.task(name="refresh_company", bind=True, max_retries=1, default_retry_delay=0)
+    @app.task(name="refresh_company", shared=False, bind=True, max_retries=1, default_retry_delay=0)
     def refresh(self: object) -> None:
         raise self.retry(exc=RuntimeError("busy"))  # type: ignore[attr-defined]
 
@@ -54,7 +54,7 @@ def test_tasks_are_counted_by_name_and_final_state(app: Celery) -> None:
 
 
 def test_uninstall_stops_counting(app: Celery) -> None:
-    @app.task(name="after_uninstall")
+    @app.task(name="after_uninstall", shared=False)
     def task() -> None:
         return None
 
