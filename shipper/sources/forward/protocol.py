@@ -34,7 +34,7 @@ DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 MAX_CHUNK_LENGTH = 1024
 """Longest ``chunk`` id echoed in an ack (Fluentd and Fluent Bit send 24 base64 characters)."""
 
-# Bytes handed to the unpacker at once; its buffer holds at most one partial frame plus this.
+# Bytes handed to the scanner at once; its buffer holds at most one partial frame plus this.
 _FEED_SLICE = 64 * 1024
 
 
@@ -57,11 +57,10 @@ DEFAULT_MAX_FRAME_VALUES = 1_000_000
 class _ValueBudget:
     """Counts the values of one frame as msgpack builds its containers, and stops it past ``limit``.
 
-    A container counts for itself and for its items (a map's keys and values), so nested
-    containers count twice: a bound, not a census.
-
     A value costs 50 to 500 bytes once decoded (a list, a dict, an event) while it may take one
-    byte on the wire: counting bytes alone lets a 16 MiB frame become gigabytes.
+    byte on the wire: counting bytes alone lets a 16 MiB frame become gigabytes. A container
+    counts for itself and for its items (a map's keys and values), so nested containers count
+    twice: a bound, not a census.
     """
 
     __slots__ = ("left", "limit")
@@ -213,9 +212,9 @@ def decode_message(
 ) -> ForwardMessage:
     """Decode one unpacked frame into events for the source named ``source``.
 
-    ``max_bytes`` and ``max_values`` bound a (Compressed)PackedForward payload's size once
-    decompressed and its number of values; ``now_ns``
-    stamps entries whose time is nil or 0 (as Fluentd does).
+    ``max_bytes`` and ``max_values`` bound a (Compressed)PackedForward payload's decompressed
+    size and its number of values; ``now_ns`` stamps entries whose time is nil or 0 (as Fluentd
+    does).
     """
     if type(frame) is not list or not 2 <= len(frame) <= 4:
         raise ForwardDecodeError(BAD_SHAPE, f"expected [tag, time|entries, ...], got {_describe(frame)}")
