@@ -440,6 +440,60 @@ def archive_verify(config_path: str | None, day_text: str, from_url: str, backen
         raise _Failed
 
 
+@archive.command("gate")
+@_config_option
+@click.option("--backend", type=click.Choice(BACKENDS), required=True, help="The backend about to delete.")
+@click.option("--from", "from_url", required=True, help="That backend's archive: s3://bucket/prefix or file:///dir.")
+@click.option("--day", "day_text", default=None, metavar="YYYY-MM-DD", help="One UTC day about to be deleted.")
+@click.option("--within", default=None, metavar="AGE",
+              help="Every day the backend starts deleting in the next AGE (e.g. 3d), given --days.")
+@click.option("--days", "retention_days", type=click.IntRange(1), default=30, show_default=True,
+              help="The backend's retention, counted from a day's start.")
+@_endpoint_options
+@_store_options
+@click.option("--selector", "selectors", multiple=True, help="Loki stream selector (as for archive run).")
+@click.option("--quick", is_flag=True, help="Check sizes and stored checksums only (no download).")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
+@_job_command
+def archive_gate(config_path: str | None, backend: str, from_url: str, day_text: str | None, within: str | None,
+                 retention_days: int, s3_endpoint: str | None, selectors: tuple[str, ...], quick: bool,
+                 as_json: bool, **kw: Any) -> None:
+    """Exit 0 only if every day about to be deleted has a verified archive holding what the backend has.
+
+    The check `retention enforce` makes before deleting an index, for any other delete: run it before
+    a manual delete, or from monitoring ahead of Loki's compactor or CloudWatch's retention.
+    """
+    from shipper.jobs.gate import may_delete
+
+    if bool(day_text) == bool(within):
+        raise click.UsageError("give exactly one of --day or --within")
+    days = ([parse_day(day_text)] if day_text else
+            days_mod.days_expiring_within(timedelta(days=retention_days), parse_age(within or "0d"), utcnow()))
+    store = _open(from_url, region=kw["region"], s3_endpoint=s3_endpoint, profile=kw["profile"])
+    exporter = _exporter(backend, _load(config_path), kw, selectors=selectors)
+    verdicts = []
+    try:
+        for day in days:
+            try:
+                counts = exporter.counts(day)
+            except JobError as exc:
+                verdicts.append((day, False, [f"cannot count the day in {backend}: {exc}"]))
+                continue
+            v = may_delete(store, day, backend, counts, deep=not quick)
+            verdicts.append((day, v.ok, v.reasons))
+    finally:
+        exporter.close()
+        store.close()
+    ok = all(good for _, good, _ in verdicts)
+    _emit(as_json, {"command": "archive gate", "backend": backend, "archive": from_url, "ok": ok,
+                    "days": [{"day": d.isoformat(), "ok": good, "reasons": why} for d, good, why in verdicts]},
+          [f"{d} {'may be deleted' if good else 'KEEP'}" + "".join(f"\n    {r}" for r in why)
+           for d, good, why in verdicts]
+          + [f"archive gate: {'ok' if ok else 'not archived'} ({len(verdicts)} day(s))"])
+    if not ok:
+        raise _Failed
+
+
 def _verify_lines(report: VerifyReport) -> list[str]:
     m = report.manifest
     head = f"{report.day} {'OK' if report.ok else 'FAILED'}: {report.url}"
@@ -560,6 +614,9 @@ def _retention_options(fn: F) -> F:
                      help="A Loki config file: apply writes the retention settings into it, check reads it."),
         click.option("--stream-retention", "stream_specs", multiple=True, metavar='SELECTOR=Nd',
                      help="""A Loki per-stream override, e.g. '{level="debug"}=7d' (repeatable)."""),
+        click.option("--ilm-margin-days", type=click.IntRange(0), default=7, show_default=True,
+                     help="Elasticsearch with ILM: the policy deletes this many days after --days, as a "
+                          "backstop; `retention enforce` deletes archived indices at --days."),
         click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON."),
     ]
     return _with_options(fn, options)
@@ -614,7 +671,8 @@ def retention_apply(config_path: str | None, backends: tuple[str, ...], days: in
             elif backend == "elasticsearch":
                 es = es_settings(config, url=kw["es_url"], index=kw["index"], sink_name=kw["sink_name"])
                 try:
-                    findings += es_retention.apply(es.http, es.target, days, dry_run=dry_run)
+                    findings += es_retention.apply(es.http, es.target, days, margin_days=kw["ilm_margin_days"],
+                                                   dry_run=dry_run)
                 finally:
                     es.http.close()
             else:
@@ -685,7 +743,8 @@ def retention_check(config_path: str | None, backends: tuple[str, ...], days: in
             elif backend == "elasticsearch":
                 es = es_settings(config, url=kw["es_url"], index=kw["index"], sink_name=kw["sink_name"])
                 try:
-                    findings += es_retention.check(es.http, es.target, days, now=utcnow())
+                    findings += es_retention.check(es.http, es.target, days, now=utcnow(),
+                                                   margin_days=kw["ilm_margin_days"])
                 finally:
                     es.http.close()
             else:

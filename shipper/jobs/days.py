@@ -91,3 +91,17 @@ def settled_days(settle: timedelta, now: datetime, retention: timedelta) -> list
         out.append(day)
         day += timedelta(days=1)
     return out
+
+
+def days_expiring_within(retention: timedelta, within: timedelta, now: datetime) -> list[date]:
+    """Days, oldest first, that a backend keeping ``retention`` starts deleting in the next ``within``.
+
+    Age counts from a day's start, as Loki's compactor, CloudWatch and ILM (on a daily index) do.
+    """
+    out = []
+    day = (now - retention).date()
+    while datetime(day.year, day.month, day.day, tzinfo=UTC) + retention <= now + within:
+        if datetime(day.year, day.month, day.day, tzinfo=UTC) + retention > now:
+            out.append(day)
+        day += timedelta(days=1)
+    return out

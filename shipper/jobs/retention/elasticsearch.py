@@ -1,15 +1,20 @@
 """Elasticsearch retention: an ILM policy and the index template, or, without ILM, ``enforce``.
 
-With ILM, the policy deletes an index ``days`` after its creation; the daily ``archive run
---older-than 29d`` has archived it a day before (no ``wait_for_snapshot``: the archive is ours, not
-a snapshot repository). The policy is attached through the index template (for new indices) and
+With ILM, the policy deletes an index ``days`` (plus a margin) after its creation; the daily
+``archive run --settled 26h`` archived it weeks before (no ``wait_for_snapshot``: the archive is
+ours, not a snapshot repository). The policy is attached through the index template (for new indices) and
 set on existing indices that lack it (the sink reinstalls its own template when its hash differs,
 so attaching to existing indices keeps them covered whatever template won last).
 
 Without ILM (the OSS / integ-test distributions answer ``_ilm`` with 400 "no handler found"),
-``enforce`` deletes daily indices older than the policy, and only those whose day is archived:
-the manifest is there, the deep verify passes, and the archive holds as many documents of that
-index as the index does (an export) or at least as many as the day's indices (archived at ingest).
+``enforce`` deletes daily indices older than the policy, and only those whose day passes
+:func:`shipper.jobs.gate.may_delete`'s check: the manifest is there, the deep verify passes, and the
+archive holds at least as many documents of that index as the index does (an export) or as the
+day's indices (archived at ingest).
+
+With ILM, ``apply --ilm-margin-days N`` puts the delete phase N days after the retention: ILM is
+then only the backstop, and ``enforce`` (run daily on ILM clusters too) deletes an index at the
+retention once its archive verifies. ILM alone deletes on age and cannot wait for our archive.
 """
 
 from __future__ import annotations
@@ -24,11 +29,11 @@ import orjson
 
 from shipper.jobs.errors import JobError
 from shipper.jobs.exporters.base import unit_name
+from shipper.jobs.gate import coverage_problems, verified_archive
 from shipper.jobs.http import JobHttp, body_excerpt
 from shipper.jobs.retention.loki import parse_duration
 from shipper.jobs.retention.report import Finding
 from shipper.jobs.storage.base import ObjectStore
-from shipper.jobs.verify import verify_day
 from shipper.sinks.elasticsearch.template import ilm_policy, index_template
 
 log = logging.getLogger("shipper.jobs")
@@ -77,10 +82,13 @@ def _template(target: EsRetentionTarget, policy: str | None) -> dict[str, Any]:
                           ilm_policy=policy)
 
 
-def apply(http: JobHttp, target: EsRetentionTarget, days: int, *, dry_run: bool = False) -> list[Finding]:
-    """Install the ILM policy, the template, and attach the policy to existing indices."""
+def apply(http: JobHttp, target: EsRetentionTarget, days: int, *, margin_days: int = 0,
+          dry_run: bool = False) -> list[Finding]:
+    """Install the ILM policy (delete at ``days + margin_days``), the template, and attach the policy
+    to existing indices."""
     out: list[Finding] = []
-    body = ilm_policy(days, rollover=target.data_stream)
+    delete_after = days + margin_days
+    body = ilm_policy(delete_after, rollover=target.data_stream)
     name = target.policy_name(days)
     url = f"/_ilm/policy/{name}"
     current = http.request("GET", url, ok=(200, 400, 404, 405))
@@ -90,16 +98,24 @@ def apply(http: JobHttp, target: EsRetentionTarget, days: int, *, dry_run: bool 
                            action="none", note="run `retention enforce` daily to delete archived indices"))
     else:
         actual = _policy_days(current)
-        same = actual == days
+        same = actual == delete_after
         action = "unchanged" if same else ("would install" if dry_run else "installed")
         if not same and not dry_run:
             http.request("PUT", url, content=orjson.dumps(body), headers=_JSON)
-        out.append(Finding("elasticsearch", name, "ilm delete min_age", f"{days}d",
-                           f"{actual}d" if actual is not None else "(missing)", True, action=action))
+        out.append(Finding("elasticsearch", name, "ilm delete min_age", f"{delete_after}d",
+                           f"{actual}d" if actual is not None else "(missing)", True, action=action,
+                           note=_margin_note(days, margin_days)))
     out.append(_install_template(http, target, name if has_ilm else None, dry_run))
     if has_ilm:
         out += _attach_policy(http, target, name, dry_run)
     return out
+
+
+def _margin_note(days: int, margin_days: int) -> str:
+    if not margin_days:
+        return ""
+    return (f"ILM deletes {margin_days} days after the {days}-day retention, as a backstop: run "
+            "`retention enforce` daily to delete archived indices at the retention")
 
 
 def _is_es_error(resp: httpx.Response) -> bool:
@@ -180,7 +196,8 @@ def _daily_indices(http: JobHttp, target: EsRetentionTarget) -> list[tuple[str, 
     return sorted(out, key=lambda r: (r[1], r[0]))
 
 
-def check(http: JobHttp, target: EsRetentionTarget, days: int, *, now: datetime) -> list[Finding]:
+def check(http: JobHttp, target: EsRetentionTarget, days: int, *, now: datetime,
+          margin_days: int = 0) -> list[Finding]:
     """Drift: the policy's delete age, the template, indices older than the policy."""
     out: list[Finding] = []
     name = target.policy_name(days)
@@ -188,8 +205,9 @@ def check(http: JobHttp, target: EsRetentionTarget, days: int, *, now: datetime)
     has_ilm = ilm_state(current) != "unavailable"
     if has_ilm:
         actual = _policy_days(current)
-        out.append(Finding("elasticsearch", name, "ilm delete min_age", f"{days}d",
-                           f"{actual}d" if actual is not None else "(missing)", actual == days))
+        out.append(Finding("elasticsearch", name, "ilm delete min_age", f"{days + margin_days}d",
+                           f"{actual}d" if actual is not None else "(missing)", actual == days + margin_days,
+                           note=_margin_note(days, margin_days)))
     else:
         out.append(Finding("elasticsearch", http.base_url, "ilm", "available", "unavailable", True,
                            note="retention relies on `retention enforce`"))
@@ -202,7 +220,8 @@ def check(http: JobHttp, target: EsRetentionTarget, days: int, *, now: datetime)
         if day < cutoff:
             out.append(Finding("elasticsearch", index, "age", f"<= {days} days",
                                f"{(now.date() - day).days} days ({count} docs)", False,
-                               note="deleted by ILM soon" if has_ilm else "run `retention enforce`"))
+                               note="run `retention enforce` (ILM deletes it later on its own)" if has_ilm
+                               else "run `retention enforce`"))
     return out
 
 
@@ -219,16 +238,17 @@ def enforce(http: JobHttp, target: EsRetentionTarget, days: int, store: ObjectSt
     for index, day, count in old:
         by_day.setdefault(day, []).append((index, count))
     for day, indices in sorted(by_day.items()):
-        report = verify_day(store, day, deep=True)
-        reason = "; ".join(str(p) for p in report.problems[:3]) if not report.ok else ""
-        manifest = report.manifest
+        verdict = verified_archive(store, day, deep=True)
+        manifest = verdict.manifest
+        day_counts = {unit_name("index", index): count for index, count in indices}
         for index, count in indices:
-            why = reason
-            if not why and manifest is not None:
-                why = _coverage_problem(manifest, index, count, sum(c for _, c in indices))
-            if why:
+            reasons = list(verdict.reasons)
+            if manifest is not None:
+                counts = day_counts if manifest.route == "ingest" else {unit_name("index", index): count}
+                reasons += coverage_problems(manifest, "elasticsearch", counts)
+            if reasons:
                 out.append(Finding("elasticsearch", index, "delete", "archived and verified", "kept", False,
-                                   action="kept", note=f"{day}: {why}"))
+                                   action="kept", note=f"{day}: " + "; ".join(reasons)))
                 continue
             if not dry_run:
                 resp = http.request("DELETE", f"/{index}", ok=(200, 404))
@@ -238,16 +258,3 @@ def enforce(http: JobHttp, target: EsRetentionTarget, days: int, store: ObjectSt
                                f"{(now.date() - day).days} days old, {count} docs archived in {store.url}", True,
                                action="would delete" if dry_run else "deleted"))
     return out
-
-
-def _coverage_problem(manifest: Any, index: str, count: int, day_total: int) -> str:
-    if manifest.route == "export":
-        if manifest.backend != "elasticsearch":
-            return f"the archive is an export of {manifest.backend}, not of Elasticsearch"
-        archived = manifest.units().get(unit_name("index", index), 0)
-        if archived != count:
-            return f"the archive holds {archived} documents of {index}, the index {count}"
-        return ""
-    if manifest.events < day_total:
-        return f"the archive holds {manifest.events} events of the day, its indices {day_total}"
-    return ""

@@ -40,6 +40,7 @@ class FakeCluster:
         self.indices = dict(indices or {})
         self.lifecycle = dict(lifecycle or {})
         self.requests: list[tuple[str, str, Any]] = []
+        self.policy: dict[str, Any] | None = None  # the body PUT last; None: the recorded 30-day one
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         body: Any = orjson.loads(request.content) if request.content else None
@@ -49,10 +50,14 @@ class FakeCluster:
             if self.ilm == "unavailable":
                 return httpx.Response(400, json={"error": f"no handler found for uri [{path}] and method [{method}]"})
             if method == "PUT":
-                self.ilm = "present"
+                self.ilm, self.policy = "present", body
                 return httpx.Response(200, json=ACK)
-            return httpx.Response(200, json=ILM_GET_200) if self.ilm == "present" else httpx.Response(
-                404, json=ILM_MISSING_404)
+            if self.ilm != "present":
+                return httpx.Response(404, json=ILM_MISSING_404)
+            if self.policy is None:
+                return httpx.Response(200, json=ILM_GET_200)
+            name = path.rsplit("/", 1)[1]
+            return httpx.Response(200, json={name: {"version": 2, "policy": self.policy["policy"]}})
         if path.startswith("/_index_template/"):
             if method == "PUT":
                 self.template = body
@@ -149,7 +154,7 @@ def test_enforce_keeps_an_index_the_archive_does_not_cover(tmp_path: Path) -> No
     archive_day(ScriptedExporter(units, backend="elasticsearch"), store, DAY, now=NOW)
     cluster = FakeCluster(ilm="unavailable", indices={"ecvi-logs-2025.01.15": 41})  # one more than archived
     (finding,) = es.enforce(cluster.http(), TARGET, 30, store, now=NOW)
-    assert finding.action == "kept" and "holds 40 documents of ecvi-logs-2025.01.15, the index 41" in finding.note
+    assert finding.action == "kept" and "holds 40 events of index=ecvi-logs-2025.01.15, the backend 41" in finding.note
     victim = store.list("date=2025-01-15/index=")[0].key
     (tmp_path / victim).write_bytes(b"tampered")
     cluster.indices["ecvi-logs-2025.01.15"] = 40
@@ -166,3 +171,27 @@ def test_policy_names_follow_the_days() -> None:
 def test_index_day_from_its_name() -> None:
     assert TARGET.day_of("ecvi-logs-2025.01.15") == DAY
     assert TARGET.day_of("ecvi-logs-restored") is None
+
+
+def test_with_ilm_the_policy_is_a_backstop_and_enforce_deletes_what_is_archived(tmp_path: Path) -> None:
+    """ILM deletes on age alone: its delete phase sits a margin past the retention, and enforce
+    deletes at the retention only what the archive verifiably holds."""
+    cluster = FakeCluster(ilm="missing", indices={"ecvi-logs-2025.01.14": 10, "ecvi-logs-2025.01.15": 40})
+    findings = es.apply(cluster.http(), TARGET, 30, margin_days=7)
+    assert cluster.policy is not None
+    assert cluster.policy["policy"]["phases"]["delete"] == {"min_age": "37d", "actions": {"delete": {}}}
+    assert (findings[0].target, findings[0].expected) == ("ecvi-logs-30d", "37d")
+    assert "retention enforce" in findings[0].note
+    assert cluster.template is not None
+    assert cluster.template["template"]["settings"]["index.lifecycle.name"] == "ecvi-logs-30d"
+    checked = es.check(cluster.http(), TARGET, 30, now=NOW, margin_days=7)
+    assert [f.ok for f in checked if f.setting in ("ilm delete min_age", "index template")] == [True, True]
+    assert not next(f for f in es.check(cluster.http(), TARGET, 30, now=NOW) if f.setting == "ilm delete min_age").ok
+
+    store = LocalStore(tmp_path)
+    units = {"index=ecvi-logs-2025.01.15": sample_units(1, 40)["stream=0000000000000000"]}
+    archive_day(ScriptedExporter(units, backend="elasticsearch"), store, DAY, now=NOW)
+    done = es.enforce(cluster.http(), TARGET, 30, store, now=NOW)
+    assert [(f.target, f.action) for f in done] == [("ecvi-logs-2025.01.14", "kept"),
+                                                    ("ecvi-logs-2025.01.15", "deleted")]
+    assert sorted(cluster.indices) == ["ecvi-logs-2025.01.14"]
