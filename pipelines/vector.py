@@ -150,7 +150,8 @@ class _Renderer:
             }
             if src.shared_key:
                 self.note(f"sources.{name}.shared_key: Vector's fluent source has no HELO/PING/PONG handshake")
-            self.note(f"sources.{name}.max_frame_bytes, idle_timeout_secs: no fluent source equivalent")
+            self.note(f"sources.{name}.max_frame_bytes, max_frame_values, idle_timeout_secs, handshake_timeout_secs, "
+                      "max_connections_per_peer: no fluent source equivalent")
             self.parse(name, "fluent", "forward", kubernetes_metadata=False)
             return
         kubelet = src.format in ("cri", "docker") and all(p.startswith(_KUBELET_DIRS) for p in src.include)
