@@ -100,5 +100,10 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
 def _on_worker_ready(**_: Any) -> None:
     if "port" not in _exporter or "server" in _exporter:
         return
-    server, _thread = start_http_server(_exporter["port"], _exporter["address"], registry=scrape_registry())
+    address, port = _exporter["address"], _exporter["port"]
+    try:
+        server, _thread = start_http_server(port, address, registry=scrape_registry())
+    except OSError as exc:  # the worker goes on running tasks; only the exporter is missing
+        _log.error("Celery metrics exporter cannot listen on %s:%s: %s", address, port, exc)
+        return
     _exporter["server"] = server

@@ -121,3 +121,42 @@ def test_capacity_of_unbounded_pools(tmp_path: object) -> None:
     assert pool_capacity(create_engine(f"sqlite:///{tmp_path}/n.db", poolclass=NullPool).pool) == math.inf
     unbounded = create_engine(f"sqlite:///{tmp_path}/u.db", poolclass=QueuePool, pool_size=2, max_overflow=-1)
     assert pool_capacity(unbounded.pool) == math.inf
+
+
+def test_exporter_on_a_taken_port_is_one_error_line(caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+
+    from celery import signals
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        celery_metrics.install(exporter_port=port, exporter_address="127.0.0.1")
+        try:
+            with caplog.at_level("ERROR", logger="ecvi.metrics"):
+                signals.worker_ready.send(sender=None)
+        finally:
+            celery_metrics.uninstall()
+    [record] = [r for r in caplog.records if r.name == "ecvi.metrics"]
+    assert f"127.0.0.1:{port}" in record.getMessage()
+
+
+def test_exporter_serves_the_task_metrics() -> None:
+    import httpx
+    from celery import signals
+
+    from tests.services._process import free_port
+
+    port = free_port()
+    celery_metrics.install(exporter_port=port, exporter_address="127.0.0.1")
+    try:
+        signals.worker_ready.send(sender=None)
+        server = celery_metrics._exporter["server"]
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        finally:
+            server.shutdown()
+    finally:
+        celery_metrics.uninstall()
+    assert "# TYPE celery_tasks_total counter" in text or "# TYPE celery_tasks counter" in text
