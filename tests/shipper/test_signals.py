@@ -170,7 +170,8 @@ def test_sighup_with_a_new_api_address_moves_the_api(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGHUP)
         assert _wait(lambda: _ready(new_port)), _stderr(tmp_path)
         assert not _ready(port)
-        assert _metric(new_port, "ecvi_shipper_config_reloads_total", 'outcome="applied"') == 1.0
+        # The API moves during the reload; the outcome is counted when the reload returns.
+        assert _wait(lambda: _metric(new_port, "ecvi_shipper_config_reloads_total", 'outcome="applied"') == 1.0)
         with log.open("a") as f:
             f.write(json.dumps({"message": "m", "n": 1}) + "\n")
         assert _wait(lambda: _lines(tmp_path / "one.ndjson") == 2), _stderr(tmp_path)
