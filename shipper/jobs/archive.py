@@ -8,40 +8,39 @@ rewrites the others, removes the parts the new export no longer has, and writes 
 A day whose manifest passes the quick check is checked for late lines instead: the backend's count
 per unit is compared with the manifest's. When the backend holds more (a shipper drained a backlog
 into a day already archived), the day is exported again as a new version beside the old one, which
-is kept and stays verifiable (see :mod:`shipper.jobs.manifest`). Fewer events in the backend than
+is kept and stays verifiable (see :mod:`shipper.archive.layout`). Fewer events in the backend than
 in the archive (the backend deleted some) never replace an archive: they are reported.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
-from shipper.jobs.days import day_start_ns, is_over
-from shipper.jobs.errors import ArchiveConflict, JobError
-from shipper.jobs.exporters.base import Exporter, Unit
-from shipper.jobs.manifest import (
+from shipper.archive.days import day_start_ns, is_over
+from shipper.archive.errors import ArchiveConflict
+from shipper.archive.layout import (
+    EXPORT_OBJECT,
     MANIFEST_NAME,
     VERSIONED_MANIFEST,
-    Manifest,
-    ObjectEntry,
-    build_manifest,
     day_prefix,
+    export_object_key,
+    in_version,
     manifest_key,
-    version_prefix,
 )
-from shipper.jobs.objects import DEFAULT_MAX_OBJECT_BYTES, OBJECT_SUFFIX, Part, PartWriter, sha256_hex
-from shipper.jobs.storage.base import ObjectStore
+from shipper.archive.manifest import Manifest, ObjectEntry, build_manifest
+from shipper.archive.objects import DEFAULT_MAX_OBJECT_BYTES, Part, PartWriter, sha256_hex
+from shipper.archive.storage.base import ObjectStore
+from shipper.jobs.errors import JobError
+from shipper.jobs.exporters.base import Exporter, Unit
 from shipper.jobs.verify import read_manifest, verify_day
 
 log = logging.getLogger("shipper.jobs")
 
-_EXPORT_KEY = re.compile(r"^(v[1-9][0-9]*/)?[^/]+/part-\d{5}" + re.escape(OBJECT_SUFFIX) + "$")
-_VERSION_DIR = re.compile(r"^v[1-9][0-9]*/")
+
 
 
 class Progress(Protocol):
@@ -110,10 +109,6 @@ class DayResult:
         if self.problems:
             out["problems"] = self.problems
         return out
-
-
-def object_key(day: date, unit: Unit, part: int, version: int = 1) -> str:
-    return f"{day_prefix(day)}{version_prefix(version)}{unit.name}/part-{part:05d}{OBJECT_SUFFIX}"
 
 
 def upload_part(store: ObjectStore, key: str, part: Part) -> bool:
@@ -231,16 +226,11 @@ def _keep(store: ObjectStore, day: date, version: int) -> None:
         store.put(key, data, sha256_hex(data))
 
 
-def _in_version(rel: str, version: int) -> bool:
-    """Whether an object key (relative to the day) is one of ``version``'s objects."""
-    return rel.startswith(version_prefix(version)) if version > 1 else not _VERSION_DIR.match(rel)
-
-
 def _export_day(exporter: Exporter, store: ObjectStore, day: date, now: datetime, version: int,
                 max_object_bytes: int, level: int, progress: Progress) -> DayResult:
     prefix = day_prefix(day)
     foreign = [o.key for o in store.list(prefix) if o.key != prefix + MANIFEST_NAME
-               and not _EXPORT_KEY.match(o.key[len(prefix):])
+               and not EXPORT_OBJECT.match(o.key[len(prefix):])
                and not VERSIONED_MANIFEST.match(o.key[len(prefix):])]
     if foreign:
         raise ArchiveConflict(f"{store.describe(prefix)} holds objects an export does not write "
@@ -258,7 +248,7 @@ def _export_day(exporter: Exporter, store: ObjectStore, day: date, now: datetime
     written = {prefix + e.key for e in entries}
     for stale in store.list(prefix):
         rel = stale.key[len(prefix):]
-        if stale.key not in written and _EXPORT_KEY.match(rel) and _in_version(rel, version):
+        if stale.key not in written and EXPORT_OBJECT.match(rel) and in_version(rel, version):
             log.info("removing %s: left by an earlier run, not part of this export", stale.key)
             store.delete(stale.key)
     manifest = build_manifest(day, "export", exporter.source(), entries, created_at=now, version=version)
@@ -282,7 +272,7 @@ def _export_unit(exporter: Exporter, store: ObjectStore, day: date, unit: Unit, 
     def flush(part: Part | None) -> None:
         if part is None:
             return
-        key = object_key(day, unit, len(entries), version)
+        key = export_object_key(day, unit.name, len(entries), version)
         if upload_part(store, key, part):
             result.reused += 1
         entries.append(ObjectEntry(

@@ -19,20 +19,21 @@ import orjson
 import yaml
 
 from shipper import __version__
+from shipper.archive import days as days_mod
+from shipper.archive.days import parse_age, parse_day, utcnow
+from shipper.archive.objects import DEFAULT_MAX_OBJECT_BYTES
+from shipper.archive.storage.base import LockSettings, ObjectStore
+from shipper.archive.storage.url import open_store
 from shipper.config import ConfigError, ShipperConfig, load_config
-from shipper.jobs import days as days_mod
 from shipper.jobs.archive import DayResult, archive_day
-from shipper.jobs.days import parse_age, parse_day, utcnow
 from shipper.jobs.endpoints import cloudwatch_settings, es_settings, loki_settings, pick_sink
 from shipper.jobs.errors import JobError
 from shipper.jobs.exporters.base import Exporter
-from shipper.jobs.objects import DEFAULT_MAX_OBJECT_BYTES
 from shipper.jobs.retention import cloudwatch as cw_retention
 from shipper.jobs.retention import elasticsearch as es_retention
 from shipper.jobs.retention import loki as loki_retention
 from shipper.jobs.retention.report import Finding
 from shipper.jobs.status import RunStatus, render, write_textfile
-from shipper.jobs.storage.base import LockSettings, ObjectStore, open_store
 from shipper.jobs.verify import VerifyReport, read_manifest, verify_day
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -576,7 +577,7 @@ def archive_restore(config_path: str | None, day_text: str, from_url: str, targe
 def archive_lifecycle(to_url: str, expire_days: int, region: str | None, profile: str | None,
                       s3_endpoint: str | None, as_json: bool) -> None:
     """Set the archive bucket's lifecycle rule that expires objects under the prefix."""
-    from shipper.jobs.storage.s3 import S3Store
+    from shipper.archive.storage.s3 import S3Store
 
     store = _open(to_url, region=region, s3_endpoint=s3_endpoint, profile=profile)
     try:

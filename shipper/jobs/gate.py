@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from shipper.jobs.manifest import Manifest
-from shipper.jobs.storage.base import ObjectStore
+from shipper.archive.manifest import Manifest
+from shipper.archive.storage.base import ObjectStore
 from shipper.jobs.verify import verify_day
 
 

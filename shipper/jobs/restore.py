@@ -30,12 +30,13 @@ from typing import Any, Literal
 
 import orjson
 
+from shipper.archive.layout import day_prefix
+from shipper.archive.manifest import Manifest, ObjectEntry
+from shipper.archive.objects import iter_records, sha256_hex
+from shipper.archive.storage.base import ObjectStore
 from shipper.buffer import DiskBuffer
 from shipper.event import Event
 from shipper.jobs.errors import JobError
-from shipper.jobs.manifest import Manifest, ObjectEntry, day_prefix
-from shipper.jobs.objects import iter_records, sha256_hex
-from shipper.jobs.storage.base import ObjectStore
 from shipper.jobs.verify import read_manifest
 from shipper.sinks._common.base import Sink
 from shipper.sinks._common.config import SinkConfigBase

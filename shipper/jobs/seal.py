@@ -12,12 +12,14 @@ import time
 from datetime import date, datetime
 from typing import Any
 
+from shipper.archive.days import day_bounds_ns, is_over
+from shipper.archive.errors import ArchiveConflict
+from shipper.archive.layout import day_prefix, manifest_key
+from shipper.archive.manifest import ObjectEntry, build_manifest
+from shipper.archive.objects import OBJECT_SUFFIX, scan_object, sha256_hex
+from shipper.archive.storage.base import ObjectStore
 from shipper.jobs.archive import DayResult
-from shipper.jobs.days import day_bounds_ns, is_over
-from shipper.jobs.errors import ArchiveConflict, JobError
-from shipper.jobs.manifest import ObjectEntry, build_manifest, day_prefix, manifest_key
-from shipper.jobs.objects import OBJECT_SUFFIX, scan_object, sha256_hex
-from shipper.jobs.storage.base import ObjectStore
+from shipper.jobs.errors import JobError
 from shipper.jobs.verify import read_manifest, verify_day
 
 INGEST_SOURCE: dict[str, Any] = {"backend": "ingest", "writer": "s3 sink"}

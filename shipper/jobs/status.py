@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from shipper.archive.days import NS_PER_SEC, day_start_ns
 from shipper.jobs.archive import DayResult
-from shipper.jobs.days import NS_PER_SEC, day_start_ns
 
 
 @dataclass(frozen=True, slots=True)

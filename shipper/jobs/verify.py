@@ -11,19 +11,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from shipper.jobs.days import day_bounds_ns
-from shipper.jobs.errors import JobError, ObjectMissing
+from shipper.archive.days import day_bounds_ns
+from shipper.archive.errors import ManifestError, ObjectMissing
+from shipper.archive.layout import VERSIONED_MANIFEST, day_prefix, manifest_key
+from shipper.archive.manifest import Manifest, parse_manifest
+from shipper.archive.objects import scan_object, sha256_hex
+from shipper.archive.storage.base import ObjectStore
+from shipper.jobs.errors import JobError
 from shipper.jobs.exporters.base import Exporter
-from shipper.jobs.manifest import (
-    VERSIONED_MANIFEST,
-    Manifest,
-    ManifestError,
-    day_prefix,
-    manifest_key,
-    parse_manifest,
-)
-from shipper.jobs.objects import scan_object, sha256_hex
-from shipper.jobs.storage.base import ObjectStore
 
 log = logging.getLogger("shipper.jobs")
 
@@ -78,7 +73,7 @@ def read_manifest(store: ObjectStore, day: date, version: int | None = None) -> 
 
 
 def kept_versions(store: ObjectStore, day: date) -> list[int]:
-    """Versions of the day kept as ``manifest.v<N>.json`` (see :mod:`shipper.jobs.manifest`), ascending."""
+    """Versions of the day kept as ``manifest.v<N>.json`` (see :mod:`shipper.archive.layout`), ascending."""
     prefix = day_prefix(day)
     found = (VERSIONED_MANIFEST.match(o.key[len(prefix):]) for o in store.list(prefix))
     return sorted(int(m.group(1)) for m in found if m)

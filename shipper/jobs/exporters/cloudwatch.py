@@ -15,10 +15,10 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shipper.jobs.days import day_bounds_ns
+from shipper.archive.days import day_bounds_ns
+from shipper.archive.objects import encode_line
 from shipper.jobs.errors import BackendError
 from shipper.jobs.exporters.base import Exporter, Unit, unit_name
-from shipper.jobs.objects import encode_line
 
 if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient

@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 
-from shipper.jobs.days import day_bounds_ns, iso_ns
+from shipper.archive.days import day_bounds_ns, iso_ns
+from shipper.archive.objects import encode_line
 from shipper.jobs.exporters.base import Exporter, Unit, unit_name
 from shipper.jobs.http import JobHttp
-from shipper.jobs.objects import encode_line
 
 PAGE_SIZE = 5000
 KEEP_ALIVE = "5m"

@@ -27,11 +27,11 @@ from typing import Any
 
 import orjson
 
-from shipper.jobs.days import day_bounds_ns
+from shipper.archive.days import day_bounds_ns
+from shipper.archive.objects import encode_line
 from shipper.jobs.errors import BackendError
 from shipper.jobs.exporters.base import Exporter, Unit
 from shipper.jobs.http import JobHttp
-from shipper.jobs.objects import encode_line
 from shipper.sinks.loki.labels import escape_label_value, format_labels
 
 #: Loki's default ``max_entries_limit_per_query``.

@@ -27,13 +27,13 @@ from typing import Any
 import httpx
 import orjson
 
+from shipper.archive.storage.base import ObjectStore
 from shipper.jobs.errors import JobError
 from shipper.jobs.exporters.base import unit_name
 from shipper.jobs.gate import coverage_problems, verified_archive
 from shipper.jobs.http import JobHttp, body_excerpt
 from shipper.jobs.retention.loki import parse_duration
 from shipper.jobs.retention.report import Finding
-from shipper.jobs.storage.base import ObjectStore
 from shipper.sinks.elasticsearch.template import ilm_policy, index_template
 
 log = logging.getLogger("shipper.jobs")

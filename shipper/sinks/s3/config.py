@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from shipper.jobs.storage.base import parse_store_url
+from shipper.archive.storage.url import parse_store_url
 from shipper.sinks._common.config import BatchConfig, SinkConfigBase
 
 _NODE_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -4,7 +4,7 @@ Objects are named ``date=YYYY-MM-DD/hour=HH/node=<node>/<first ts_ns>-<digest>.n
 the digest is taken over the events' ids: a batch sent again (a retry, or a replay after a crash)
 writes the same name and overwrites its first copy instead of adding a duplicate. Every upload
 carries its SHA-256 (``ChecksumSHA256``). Lines use the archive format of
-:mod:`shipper.jobs.objects` (``ts_ns``, ``line``, ``id``, ``meta``, and ``record`` when a transform
+:mod:`shipper.archive.objects` (``ts_ns``, ``line``, ``id``, ``meta``, and ``record`` when a transform
 changed the fields), so ``archive seal``, ``verify`` and ``restore`` read them like an export.
 """
 
@@ -17,10 +17,12 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from shipper.archive.errors import StorageError
+from shipper.archive.layout import ingest_object_key
+from shipper.archive.objects import encode_line, gzip_bytes, sha256_hex
+from shipper.archive.storage.base import LockSettings, ObjectStore
+from shipper.archive.storage.url import open_store
 from shipper.event import Event
-from shipper.jobs.errors import StorageError
-from shipper.jobs.objects import OBJECT_SUFFIX, encode_line, gzip_bytes, sha256_hex
-from shipper.jobs.storage.base import LockSettings, ObjectStore, open_store
 from shipper.sinks._common.base import Sink
 from shipper.sinks._common.outcome import PermanentSinkError, SendOutcome, TransientSinkError
 from shipper.sinks.s3.config import S3SinkConfig
@@ -33,7 +35,7 @@ _LINE_OVERHEAD = 160
 
 
 def archive_record(event: Event) -> dict[str, Any]:
-    """The archived line of an event (see :mod:`shipper.jobs.objects`)."""
+    """The archived line of an event (see :mod:`shipper.archive.objects`)."""
     rec: dict[str, Any] = {"ts_ns": event.ts_ns, "line": event.raw, "id": event.id, "meta": event.meta}
     if not event.derived:
         rec["record"] = event.record
@@ -49,7 +51,7 @@ def partition_key(ts_ns: int) -> tuple[str, int]:
 def object_key(node: str, day: str, hour: int, events: list[Event]) -> str:
     """The object name of a partition's events (sorted by time and id): the same events, the same name."""
     digest = hashlib.blake2b(b"\n".join(e.id.encode() for e in events), digest_size=10).hexdigest()
-    return f"date={day}/hour={hour:02d}/node={node}/{events[0].ts_ns:019d}-{digest}{OBJECT_SUFFIX}"
+    return ingest_object_key(node, day, hour, events[0].ts_ns, digest)
 
 
 def encode_object(events: list[Event], level: int = 6) -> bytes:

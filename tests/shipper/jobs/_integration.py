@@ -16,10 +16,10 @@ import httpx
 import orjson
 from click.testing import CliRunner, Result
 
+from shipper.archive.days import day_bounds_ns, day_of_ns
 from shipper.buffer import DiskBuffer
 from shipper.event import Event
 from shipper.jobs import cli as jobs_cli
-from shipper.jobs.days import day_bounds_ns, day_of_ns
 from shipper.sinks._common.base import Sink
 from shipper.sinks._common.config import SinkConfigBase
 from shipper.sinks._common.driver import SinkDriver, split_batches

@@ -8,10 +8,10 @@ from typing import Any
 
 import orjson
 
-from shipper.jobs.days import day_bounds_ns
+from shipper.archive.days import day_bounds_ns
+from shipper.archive.objects import encode_line
 from shipper.jobs.errors import BackendError
 from shipper.jobs.exporters.base import Exporter, Unit
-from shipper.jobs.objects import encode_line
 
 DAY = date(2025, 1, 15)
 DAY_START, DAY_END = day_bounds_ns(DAY)

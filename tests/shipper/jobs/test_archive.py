@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 
 from shipper import __version__
+from shipper.archive.errors import StorageError
+from shipper.archive.layout import manifest_key
+from shipper.archive.manifest import parse_manifest
+from shipper.archive.storage.local import LocalStore
 from shipper.jobs.archive import archive_day
-from shipper.jobs.errors import StorageError
-from shipper.jobs.manifest import manifest_key, parse_manifest
-from shipper.jobs.storage.local import LocalStore
 from shipper.jobs.verify import verify_day
 
 from ._support import DAY, ScriptedExporter, loki_line, sample_units

@@ -2,7 +2,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from shipper.jobs.days import day_bounds_ns, day_of_ns, days_older_than, is_over, iso_ns, parse_age, parse_day
+from shipper.archive.days import day_bounds_ns, day_of_ns, days_older_than, is_over, iso_ns, parse_age, parse_day
 
 
 def test_parse_day_and_age() -> None:
@@ -41,7 +41,7 @@ def test_older_than_never_returns_a_day_that_is_not_over() -> None:
 
 
 def test_settled_days_cover_the_retention_window_once_a_day_has_settled() -> None:
-    from shipper.jobs.days import settled_days
+    from shipper.archive.days import settled_days
 
     now = datetime(2025, 3, 1, 2, 17, tzinfo=UTC)
     days = settled_days(timedelta(hours=26), now, timedelta(days=30))

@@ -9,11 +9,11 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from shipper.archive.days import days_expiring_within
+from shipper.archive.storage.local import LocalStore
 from shipper.jobs import cli as jobs_cli
 from shipper.jobs.archive import archive_day
-from shipper.jobs.days import days_expiring_within
 from shipper.jobs.gate import may_delete
-from shipper.jobs.storage.local import LocalStore
 
 from ._support import DAY, ScriptedExporter, sample_units
 

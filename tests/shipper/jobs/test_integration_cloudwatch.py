@@ -12,11 +12,11 @@ from typing import Any
 import orjson
 import pytest
 
+from shipper.archive.errors import StorageError
+from shipper.archive.layout import manifest_key
+from shipper.archive.storage.s3 import S3Store, build_s3_client
 from shipper.jobs.archive import archive_day
-from shipper.jobs.errors import StorageError
 from shipper.jobs.exporters.cloudwatch import CloudWatchExporter, build_logs_client
-from shipper.jobs.manifest import manifest_key
-from shipper.jobs.storage.s3 import S3Store, build_s3_client
 from shipper.jobs.verify import verify_day
 from shipper.sinks.cloudwatch.config import CloudWatchSinkConfig
 from shipper.sinks.cloudwatch.sink import CloudWatchSink

@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 import pytest
 
+from shipper.archive.days import day_bounds_ns
 from shipper.event import Event
-from shipper.jobs.days import day_bounds_ns
 from shipper.sinks.elasticsearch.config import ElasticsearchSinkConfig
 from shipper.sinks.elasticsearch.sink import ElasticsearchSink
 from shipper.sinks.loki.config import LokiSinkConfig

@@ -3,9 +3,10 @@
 from datetime import UTC, datetime
 from pathlib import Path
 
+from shipper.archive.layout import manifest_key
+from shipper.archive.manifest import parse_manifest
+from shipper.archive.storage.local import LocalStore
 from shipper.jobs.archive import archive_day
-from shipper.jobs.manifest import manifest_key, parse_manifest
-from shipper.jobs.storage.local import LocalStore
 from shipper.jobs.verify import kept_versions, read_manifest, verify_day
 
 from ._support import DAY, DAY_END, ScriptedExporter, loki_line, sample_units

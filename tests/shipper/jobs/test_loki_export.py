@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shipper.jobs.days import day_bounds_ns
+from shipper.archive.days import day_bounds_ns
 from shipper.jobs.exporters.loki import (
     Entry,
     LokiExporter,

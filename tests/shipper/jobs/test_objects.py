@@ -2,7 +2,7 @@ import zlib
 
 import orjson
 
-from shipper.jobs.objects import PartWriter, encode_line, gzip_bytes, iter_records, scan_object, sha256_hex
+from shipper.archive.objects import PartWriter, encode_line, gzip_bytes, iter_records, scan_object, sha256_hex
 
 
 def _lines(n: int, size: int = 100) -> list[tuple[int, bytes]]:

@@ -7,12 +7,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from shipper.archive.manifest import build_manifest
+from shipper.archive.storage.local import LocalStore
 from shipper.jobs.archive import archive_day
 from shipper.jobs.errors import JobError
-from shipper.jobs.manifest import build_manifest
 from shipper.jobs.restore import LABELS_KEY, RestoreTarget, _Replayer, event_for, restore_day
 from shipper.jobs.seal import seal_day
-from shipper.jobs.storage.local import LocalStore
 from shipper.sinks.elasticsearch.config import ElasticsearchSinkConfig
 from shipper.sinks.loki.config import LokiSinkConfig
 from shipper.sinks.s3.sink import S3Sink

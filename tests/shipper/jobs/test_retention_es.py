@@ -8,10 +8,10 @@ from unittest.mock import ANY
 import httpx
 import orjson
 
+from shipper.archive.storage.local import LocalStore
 from shipper.jobs.archive import archive_day
 from shipper.jobs.http import JobHttp
 from shipper.jobs.retention import elasticsearch as es
-from shipper.jobs.storage.local import LocalStore
 from shipper.sinks.elasticsearch.template import ilm_policy, index_template
 
 from ._support import DAY, ScriptedExporter, sample_units

@@ -4,10 +4,11 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shipper.jobs.manifest import manifest_key, parse_manifest
-from shipper.jobs.objects import gzip_bytes, sha256_hex
+from shipper.archive.layout import manifest_key
+from shipper.archive.manifest import parse_manifest
+from shipper.archive.objects import gzip_bytes, sha256_hex
+from shipper.archive.storage.local import LocalStore
 from shipper.jobs.seal import seal_day
-from shipper.jobs.storage.local import LocalStore
 from shipper.jobs.verify import verify_day
 from shipper.sinks.s3.sink import S3Sink
 from tests.shipper.sinks.s3._support import DAY0_NS, HOUR_NS, make_config, make_event

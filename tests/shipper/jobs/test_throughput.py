@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 import pytest
 
+from shipper.archive.storage.local import LocalStore
 from shipper.jobs.seal import seal_day
-from shipper.jobs.storage.local import LocalStore
 from shipper.sinks.cloudwatch.config import CloudWatchSinkConfig
 from shipper.sinks.cloudwatch.sink import CloudWatchSink
 from shipper.sinks.elasticsearch.config import ElasticsearchSinkConfig

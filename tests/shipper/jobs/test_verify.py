@@ -6,10 +6,10 @@ from pathlib import Path
 
 import orjson
 
+from shipper.archive.layout import manifest_key
+from shipper.archive.objects import gzip_bytes
+from shipper.archive.storage.local import LocalStore
 from shipper.jobs.archive import archive_day
-from shipper.jobs.manifest import manifest_key
-from shipper.jobs.objects import gzip_bytes
-from shipper.jobs.storage.local import LocalStore
 from shipper.jobs.verify import verify_day
 
 from ._support import DAY, DAY_START, ScriptedExporter, loki_line, sample_units

@@ -1,4 +1,4 @@
-"""What the jobs and the ``s3`` sink need from an object store, and how a URL picks one."""
+"""What the jobs and the ``s3`` sink need from an object store (:mod:`.url` opens one from a URL)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import abc
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
-from urllib.parse import unquote, urlparse
 
 LockMode = Literal["compliance", "governance"]
 
@@ -52,7 +51,7 @@ class ObjectStore(abc.ABC):
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:
-        """The object's bytes; raises :class:`~shipper.jobs.errors.ObjectMissing`."""
+        """The object's bytes; raises :class:`~shipper.archive.errors.ObjectMissing`."""
 
     @abc.abstractmethod
     def stat(self, key: str) -> ObjectInfo | None:
@@ -67,7 +66,7 @@ class ObjectStore(abc.ABC):
         """Remove an object (missing is fine)."""
 
     def check(self) -> None:  # noqa: B027 - optional hook
-        """Raise :class:`~shipper.jobs.errors.StorageError` if the store is unusable."""
+        """Raise :class:`~shipper.archive.errors.StorageError` if the store is unusable."""
 
     def describe(self, key: str) -> str:
         """The full URL of a key, for messages."""
@@ -75,40 +74,3 @@ class ObjectStore(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients."""
-
-
-def parse_store_url(url: str) -> tuple[str, str, str]:
-    """``(scheme, bucket or '', prefix or directory)`` of ``s3://bucket/prefix`` or ``file:///dir``."""
-    parsed = urlparse(url)
-    if parsed.scheme == "s3":
-        if not parsed.netloc:
-            raise ValueError(f"{url!r}: an s3 URL needs a bucket (s3://bucket/prefix)")
-        return "s3", parsed.netloc, parsed.path.strip("/")
-    if parsed.scheme == "file":
-        if parsed.netloc not in ("", "localhost"):
-            raise ValueError(f"{url!r}: a file URL has no host (file:///absolute/dir)")
-        if not parsed.path:
-            raise ValueError(f"{url!r}: a file URL needs a directory (file:///absolute/dir)")
-        return "file", "", unquote(parsed.path)
-    raise ValueError(f"{url!r}: expected s3://bucket/prefix or file:///dir")
-
-
-def open_store(
-    url: str,
-    *,
-    lock: LockSettings | None = None,
-    region: str | None = None,
-    endpoint: str | None = None,
-    profile: str | None = None,
-) -> ObjectStore:
-    """The store for ``url``; ``region``/``endpoint``/``profile`` only matter for S3."""
-    scheme, bucket, path = parse_store_url(url)
-    if scheme == "file":
-        if lock is not None:
-            raise ValueError("object lock needs an s3:// archive; a file:// directory cannot lock objects")
-        from shipper.jobs.storage.local import LocalStore
-
-        return LocalStore(path)
-    from shipper.jobs.storage.s3 import S3Store, build_s3_client
-
-    return S3Store(bucket, path, build_s3_client(region=region, endpoint=endpoint, profile=profile), lock=lock)

@@ -1,23 +1,13 @@
 """The day manifest: what an archive day holds, written last so its presence means "complete".
 
-Layout under an archive root (``s3://bucket/prefix`` or ``file:///dir``)::
-
-    date=2025-01-31/manifest.json
-    date=2025-01-31/<unit>/part-00000.ndjson.gz            archive run (unit: stream-…, index=…, group=…)
-    date=2025-01-31/hour=13/node=<node>/<name>.ndjson.gz   the s3 sink, sealed by archive seal
-
-Object keys in a manifest are relative to the day's directory.
-
-A day exported again because late lines reached the backend after it was archived gets a new
-version: its objects under ``v<N>/``, its manifest as ``manifest.v<N>.json`` and as
-``manifest.json`` (the current one). Earlier versions stay as they were, each verifiable on its own
-(version 1 is kept as ``manifest.v1.json`` before version 2 replaces ``manifest.json``).
+Where it lives and how objects are named: :mod:`shipper.archive.layout`. Object keys in a manifest
+are relative to the day's directory. ``version`` counts the exports of a day that changed after it
+was archived (late lines); earlier versions are kept beside it.
 """
 
 from __future__ import annotations
 
 import builtins
-import re
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
@@ -25,39 +15,11 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shipper import __version__
-from shipper.jobs.days import day_bounds_ns
-from shipper.jobs.errors import JobError
+from shipper.archive.days import day_bounds_ns
+from shipper.archive.errors import ManifestError
+from shipper.archive.layout import MANIFEST_NAME
 
 FORMAT = "ecvi-logs-archive/1"
-MANIFEST_NAME = "manifest.json"
-
-
-def day_prefix(day: date) -> str:
-    """The day's directory under the archive root, with a trailing slash."""
-    return f"date={day.isoformat()}/"
-
-
-def manifest_key(day: date, version: int | None = None) -> str:
-    """The day's current manifest, or the kept copy of one ``version``."""
-    return day_prefix(day) + (MANIFEST_NAME if version is None else f"manifest.v{version}.json")
-
-
-def version_prefix(version: int) -> str:
-    """Where a version's objects live, relative to the day's directory (version 1: the directory itself)."""
-    return "" if version == 1 else f"v{version}/"
-
-
-#: Keys relative to the day's directory that belong to some manifest version, not to an export's objects.
-VERSIONED_MANIFEST = re.compile(r"^manifest\.v([1-9][0-9]*)\.json$")
-
-
-class ManifestError(JobError):
-    """A manifest is not valid; ``problems`` lists what is wrong."""
-
-    def __init__(self, key: str, problems: list[str]) -> None:
-        self.key = key
-        self.problems = problems
-        super().__init__(f"{key} is not a valid manifest: " + "; ".join(problems))
 
 
 class _Model(BaseModel):

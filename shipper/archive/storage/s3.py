@@ -16,8 +16,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shipper.jobs.errors import ObjectMissing, StorageError
-from shipper.jobs.storage.base import LockSettings, ObjectInfo, ObjectStore
+from shipper.archive.errors import ObjectMissing, StorageError
+from shipper.archive.storage.base import LockSettings, ObjectInfo, ObjectStore
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
