@@ -249,6 +249,7 @@ def archive() -> None:
       ecvi-logs archive verify --day 2025-01-31 --from s3://ecvi-archive/loki --backend loki -c shipper.yaml
       ecvi-logs archive restore --day 2025-01-31 --from s3://ecvi-archive/es --to elasticsearch --es-url http://es:9200
       ecvi-logs archive lifecycle --to s3://ecvi-archive/loki --expire-days 365
+      ecvi-logs archive drill --day 2025-01-31 --from s3://ecvi-archive/loki --backend loki -c shipper.yaml
     """
 
 
@@ -563,6 +564,80 @@ def archive_restore(config_path: str | None, day_text: str, from_url: str, targe
     lines += [f"  refused events: {p}" for p in result.dead_letters if result.rejected]
     _emit(as_json, doc, lines)
     if result.rejected:
+        raise _Failed
+
+
+@archive.command("drill")
+@_config_option
+@click.option("--day", "day_text", required=True, metavar="YYYY-MM-DD", help="The UTC day to drill.")
+@click.option("--from", "from_url", required=True, help="Archive root: s3://bucket/prefix or file:///dir.")
+@click.option("--to", "target", type=click.Choice(["file", "elasticsearch", "loki"]), default="file",
+              show_default=True, help="Scratch target: a temporary directory, an index ecvi-drill-<nonce>, or "
+                                      'Loki streams labelled drill="<nonce>".')
+@click.option("--scratch-url", default=None, help="Elasticsearch or Loki URL of the scratch target "
+                                                  "(default: the config's sink).")
+@click.option("--scratch-tenant", default=None, help="Loki tenant of the scratch streams.")
+@click.option("--backend", type=click.Choice(BACKENDS), default=None,
+              help="Also compare with the live backend's counts of the day (while it still holds it).")
+@_endpoint_options
+@_store_options
+@click.option("--selector", "selectors", multiple=True, help="Loki stream selector (as for archive run).")
+@click.option("--keep", is_flag=True, help="Keep the scratch target (index, directory) for a look.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_job_command
+def archive_drill(config_path: str | None, day_text: str, from_url: str, target: str, scratch_url: str | None,
+                  scratch_tenant: str | None, backend: str | None, s3_endpoint: str | None,
+                  selectors: tuple[str, ...], keep: bool, as_json: bool, **kw: Any) -> None:
+    """Restore a day into a scratch target and check it against the manifest (and the live backend).
+
+    Prints one line; exit code 1 when anything differs. Run it monthly on a random archived day.
+    """
+    import secrets
+
+    from shipper.jobs.drill import drill_day
+    from shipper.jobs.restore import RestoreTarget
+
+    day = parse_day(day_text)
+    config = _load(config_path)
+    nonce = secrets.token_hex(4)
+    base = pick_sink(config, target, kw["sink_name"]) if target != "file" else None
+    spec = RestoreTarget(target, endpoint=scratch_url, tenant=scratch_tenant, base=base)  # type: ignore[arg-type]
+    read_back = None
+    scratch_http = None
+    if target == "elasticsearch":
+        spec.index = f"ecvi-drill-{nonce}"
+        scratch_http = es_settings(config, url=scratch_url, sink_name=kw["sink_name"]).http
+        index, http = spec.index, scratch_http
+
+        def read_back() -> int:
+            http.request("POST", f"/{index}/_refresh", ok=(200, 404))
+            resp = http.request("GET", f"/{index}/_count", ok=(200, 404))
+            return int(resp.json().get("count", 0)) if resp.status_code == 200 else 0
+    elif target == "loki":
+        spec.labels = {"drill": nonce}
+    store = _open(from_url, region=kw["region"], s3_endpoint=s3_endpoint, profile=kw["profile"])
+    exporter = None
+    try:
+        if backend:
+            manifest = read_manifest(store, day)
+            exporter = _exporter(backend, config, kw, selectors=selectors,
+                                 recorded=manifest.source if manifest else None)
+        result = asyncio.run(drill_day(store, day, spec, exporter=exporter, read_back=read_back, keep=keep))
+    finally:
+        if exporter is not None:
+            exporter.close()
+        store.close()
+        if scratch_http is not None:
+            if not keep:  # the index and the template the restore's sink installed for it
+                scratch_http.request("DELETE", f"/{spec.index}", ok=(200, 404))
+                scratch_http.request("DELETE", f"/_index_template/{spec.index}", ok=(200, 404))
+            scratch_http.close()
+    if target == "elasticsearch":
+        result.target = f"index {spec.index}"
+    elif target == "loki":
+        result.target = f'loki {{drill="{nonce}"}}'
+    _emit(as_json, result.to_json(), [result.line()])
+    if not result.ok:
         raise _Failed
 
 
