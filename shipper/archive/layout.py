@@ -4,6 +4,7 @@
     date=2025-01-31/manifest.v1.json                              a kept version (late lines)
     date=2025-01-31/<unit>/part-00000.ndjson.gz                   archive run (unit: stream=…, index=…, group=…)
     date=2025-01-31/v2/<unit>/part-00000.ndjson.gz                version 2 of an export
+    date=2025-01-31/slices/0001-of-0004.json                      one worker's share, before the merge
     date=2025-01-31/hour=13/node=<node>/<first ts>-<digest>.ndjson.gz   the s3 sink, sealed by archive seal
 
 A day archived again because late lines reached the backend gets a new version: its objects under
@@ -24,6 +25,8 @@ MANIFEST_NAME = "manifest.json"
 VERSIONED_MANIFEST = re.compile(r"^manifest\.v([1-9][0-9]*)\.json$")
 #: An export's object, relative to the day's directory.
 EXPORT_OBJECT = re.compile(r"^(v[1-9][0-9]*/)?[^/]+/part-\d{5}" + re.escape(OBJECT_SUFFIX) + "$")
+#: A slice's manifest (one worker's share of a day), relative to the day's directory.
+SLICE_MANIFEST = re.compile(r"^slices/(\d{4})-of-(\d{4})\.json$")
 _VERSION_DIR = re.compile(r"^v[1-9][0-9]*/")
 
 
@@ -50,6 +53,11 @@ def in_version(rel: str, version: int) -> bool:
 def export_object_key(day: date, unit: str, part: int, version: int = 1) -> str:
     """Part ``part`` of a unit of an export: deterministic, so a re-run finds what it uploaded."""
     return f"{day_prefix(day)}{version_prefix(version)}{unit}/part-{part:05d}{OBJECT_SUFFIX}"
+
+
+def slice_manifest_key(day: date, index: int, slices: int) -> str:
+    """Where worker ``index`` of ``slices`` lists the objects it exported (merged into the manifest)."""
+    return f"{day_prefix(day)}slices/{index:04d}-of-{slices:04d}.json"
 
 
 def ingest_object_key(node: str, day: date | str, hour: int, first_ts_ns: int, digest: str) -> str:

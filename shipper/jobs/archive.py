@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
@@ -25,11 +26,13 @@ from shipper.archive.errors import ArchiveConflict
 from shipper.archive.layout import (
     EXPORT_OBJECT,
     MANIFEST_NAME,
+    SLICE_MANIFEST,
     VERSIONED_MANIFEST,
     day_prefix,
     export_object_key,
     in_version,
     manifest_key,
+    version_prefix,
 )
 from shipper.archive.manifest import Manifest, ObjectEntry, build_manifest
 from shipper.archive.objects import DEFAULT_MAX_OBJECT_BYTES, Part, PartWriter, sha256_hex
@@ -132,6 +135,7 @@ def archive_day(
     force: bool = False,
     progress: Progress | None = None,
     late_check: bool = True,
+    concurrency: int = 1,
 ) -> DayResult:
     """Archive one day, or check an archived one for late lines (see the module docstring).
 
@@ -140,7 +144,7 @@ def archive_day(
     began = time.monotonic()
     try:
         result = _archive_day(exporter, store, day, now, retention, max_object_bytes, level, force,
-                              progress or NoProgress(), late_check)
+                              progress or NoProgress(), late_check, concurrency)
     except JobError as exc:
         log.error("archive of %s from %s failed: %s", day, exporter.backend, exc)
         result = DayResult(day, "failed", error=str(exc))
@@ -149,7 +153,8 @@ def archive_day(
 
 
 def _archive_day(exporter: Exporter, store: ObjectStore, day: date, now: datetime, retention: timedelta | None,
-                 max_object_bytes: int, level: int, force: bool, progress: Progress, late_check: bool) -> DayResult:
+                 max_object_bytes: int, level: int, force: bool, progress: Progress, late_check: bool,
+                 concurrency: int) -> DayResult:
     if not is_over(day, now):
         raise JobError(f"{day} is not over yet (UTC): archive a day once it has ended")
     existing = read_manifest(store, day)
@@ -178,7 +183,7 @@ def _archive_day(exporter: Exporter, store: ObjectStore, day: date, now: datetim
         return DayResult(day, "expired", error=f"the day began more than {retention.days} days ago: "
                          f"{exporter.backend} may already have deleted part of it (--force archives what is left)")
     try:
-        result = _export_day(exporter, store, day, now, version, max_object_bytes, level, progress)
+        result = _export_day(exporter, store, day, now, version, max_object_bytes, level, progress, concurrency)
     except JobError as exc:
         if late is None:
             raise
@@ -226,31 +231,69 @@ def _keep(store: ObjectStore, day: date, version: int) -> None:
         store.put(key, data, sha256_hex(data))
 
 
-def _export_day(exporter: Exporter, store: ObjectStore, day: date, now: datetime, version: int,
-                max_object_bytes: int, level: int, progress: Progress) -> DayResult:
+def check_no_foreign(store: ObjectStore, day: date, backend: str) -> None:
+    """Refuse a day directory holding objects an export does not write (another route, another tool)."""
     prefix = day_prefix(day)
     foreign = [o.key for o in store.list(prefix) if o.key != prefix + MANIFEST_NAME
                and not EXPORT_OBJECT.match(o.key[len(prefix):])
-               and not VERSIONED_MANIFEST.match(o.key[len(prefix):])]
+               and not VERSIONED_MANIFEST.match(o.key[len(prefix):])
+               and not SLICE_MANIFEST.match(o.key[len(prefix):])]
     if foreign:
         raise ArchiveConflict(f"{store.describe(prefix)} holds objects an export does not write "
-                              f"(e.g. {foreign[0]}): use another --to for {exporter.backend}")
-    units = exporter.units(day)
-    result = DayResult(day, "archived", version=version)
+                              f"(e.g. {foreign[0]}): use another --to for {backend}")
+
+
+def export_units(exporter: Exporter, store: ObjectStore, day: date, units: list[Unit], *, version: int,
+                 max_object_bytes: int, level: int, progress: Progress, concurrency: int = 1,
+                 ) -> tuple[list[ObjectEntry], int]:
+    """Export ``units`` (``concurrency`` at a time, in threads: the work is waiting on the backend and
+    on compression, which releases the GIL); ``(entries, objects reused)``."""
     entries: list[ObjectEntry] = []
+    reused = 0
     progress.start(f"{exporter.backend} {day}", len(units))
     try:
-        for unit in units:
-            entries += _export_unit(exporter, store, day, unit, max_object_bytes, level, result, version)
-            progress.unit_done(sum(e.events for e in entries))
+        if concurrency <= 1:
+            for unit in units:
+                got, n = export_unit(exporter, store, day, unit, max_object_bytes, level, version)
+                entries, reused = entries + got, reused + n
+                progress.unit_done(sum(e.events for e in entries))
+        else:
+            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="archive") as pool:
+                futures = [pool.submit(export_unit, exporter, store, day, unit, max_object_bytes, level, version)
+                           for unit in units]
+                for future in as_completed(futures):
+                    got, n = future.result()
+                    entries, reused = entries + got, reused + n
+                    progress.unit_done(sum(e.events for e in entries))
     finally:
         progress.finish()
+    return entries, reused
+
+
+def remove_stale(store: ObjectStore, day: date, entries: list[ObjectEntry], version: int,
+                 units: set[str] | None = None) -> None:
+    """Remove parts of ``version`` (of ``units`` only, when given) that this export did not write."""
+    prefix = day_prefix(day)
     written = {prefix + e.key for e in entries}
     for stale in store.list(prefix):
         rel = stale.key[len(prefix):]
-        if stale.key not in written and EXPORT_OBJECT.match(rel) and in_version(rel, version):
-            log.info("removing %s: left by an earlier run, not part of this export", stale.key)
-            store.delete(stale.key)
+        if stale.key in written or not EXPORT_OBJECT.match(rel) or not in_version(rel, version):
+            continue
+        if units is not None and rel.removeprefix(version_prefix(version)).split("/", 1)[0] not in units:
+            continue
+        log.info("removing %s: left by an earlier run, not part of this export", stale.key)
+        store.delete(stale.key)
+
+
+def _export_day(exporter: Exporter, store: ObjectStore, day: date, now: datetime, version: int,
+                max_object_bytes: int, level: int, progress: Progress, concurrency: int) -> DayResult:
+    check_no_foreign(store, day, exporter.backend)
+    units = exporter.units(day)
+    result = DayResult(day, "archived", version=version)
+    entries, result.reused = export_units(exporter, store, day, units, version=version,
+                                          max_object_bytes=max_object_bytes, level=level, progress=progress,
+                                          concurrency=concurrency)
+    remove_stale(store, day, entries, version)
     manifest = build_manifest(day, "export", exporter.source(), entries, created_at=now, version=version)
     data = manifest.to_json()
     if version > 1:  # the kept copy first: manifest.json never names a version that is not kept
@@ -264,17 +307,19 @@ def _export_day(exporter: Exporter, store: ObjectStore, day: date, now: datetime
     return _from_manifest(result, manifest)
 
 
-def _export_unit(exporter: Exporter, store: ObjectStore, day: date, unit: Unit, max_object_bytes: int, level: int,
-                 result: DayResult, version: int) -> list[ObjectEntry]:
+def export_unit(exporter: Exporter, store: ObjectStore, day: date, unit: Unit, max_object_bytes: int, level: int,
+                version: int) -> tuple[list[ObjectEntry], int]:
+    """One unit's parts, uploaded unless already there; ``(entries, objects reused)``."""
     writer = PartWriter(max_object_bytes, level)
     entries: list[ObjectEntry] = []
+    reused = 0
 
     def flush(part: Part | None) -> None:
+        nonlocal reused
         if part is None:
             return
         key = export_object_key(day, unit.name, len(entries), version)
-        if upload_part(store, key, part):
-            result.reused += 1
+        reused += upload_part(store, key, part)
         entries.append(ObjectEntry(
             key=key[len(day_prefix(day)):], unit=unit.name, events=part.events, bytes=len(part.data),
             uncompressed_bytes=part.uncompressed_bytes, sha256=part.sha256, min_ts_ns=part.min_ts_ns,
@@ -283,7 +328,7 @@ def _export_unit(exporter: Exporter, store: ObjectStore, day: date, unit: Unit, 
     for ts, line in exporter.lines(unit, day):
         flush(writer.add(line, ts))
     flush(writer.finish())
-    return entries
+    return entries, reused
 
 
 def _from_manifest(result: DayResult, manifest: Manifest) -> DayResult:

@@ -33,6 +33,7 @@ from shipper.jobs.retention import cloudwatch as cw_retention
 from shipper.jobs.retention import elasticsearch as es_retention
 from shipper.jobs.retention import loki as loki_retention
 from shipper.jobs.retention.report import Finding
+from shipper.jobs.slices import export_slice
 from shipper.jobs.status import RunStatus, render, write_textfile
 from shipper.jobs.verify import VerifyReport, read_manifest, verify_day
 
@@ -280,6 +281,13 @@ def archive() -> None:
 @click.option("--late-check/--no-late-check", default=True, show_default=True,
               help="Compare the backend's counts of archived days with their manifests; archive a day "
                    "that gained lines again, as a new version.")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Units (streams, indices, log groups) exported side by side in this process.")
+@click.option("--slices", type=click.IntRange(1, 1024), default=1, show_default=True,
+              help="Split each new day across this many workers (a Kubernetes Indexed Job with as many "
+                   "completions); the last worker to finish merges the day's manifest.")
+@click.option("--slice-index", type=click.IntRange(0), envvar="JOB_COMPLETION_INDEX", default=0, show_default=True,
+              help="This worker's slice (an Indexed Job sets JOB_COMPLETION_INDEX).")
 @click.option("--textfile", type=click.Path(dir_okay=False), default=None,
               help="Write the results for node-exporter's textfile collector (a .prom file), for the "
                    "EcviLogsArchiveBehind and EcviLogsArchiveStale alerts.")
@@ -288,8 +296,8 @@ def archive() -> None:
 def archive_run(config_path: str | None, backend: str | None, day_text: str | None, older_than: str | None,
                 lookback: int, settled: str | None, to_url: str, s3_endpoint: str | None, selectors: tuple[str, ...],
                 page_size: int | None, max_object_mib: int, object_lock: str | None, lock_days: int | None,
-                retention_days: int, force: bool, late_check: bool, textfile: str | None, as_json: bool,
-                **kw: Any) -> None:
+                retention_days: int, force: bool, late_check: bool, concurrency: int, slices: int, slice_index: int,
+                textfile: str | None, as_json: bool, **kw: Any) -> None:
     """Export each UTC day from a backend as gzip NDJSON objects plus a manifest.json.
 
     Each day's manifest is read back and every object's size and SHA-256 checked before the day
@@ -300,6 +308,8 @@ def archive_run(config_path: str | None, backend: str | None, day_text: str | No
     """
     if (object_lock is None) != (lock_days is None):
         raise click.UsageError("--object-lock and --lock-days go together")
+    if slice_index >= slices:
+        raise click.UsageError(f"--slice-index {slice_index} is not below --slices {slices}")
     days = _selected_days(day_text, older_than, lookback, settled, retention_days, allow_settled=True)
     config = _load(config_path)
     if backend:
@@ -317,7 +327,7 @@ def archive_run(config_path: str | None, backend: str | None, day_text: str | No
         mine = _archive_backend(name, url, config, kw, days, lock=lock, s3_endpoint=s3_endpoint, selectors=selectors,
                                 page_size=page_size, max_object_mib=max_object_mib, retention_days=retention_days,
                                 force=force, late_check=late_check, prefix="" if backend else f"{name} → {url}: ",
-                                quiet=as_json)
+                                quiet=as_json, concurrency=concurrency, slices=(slice_index, slices))
         results += mine
         statuses.append(RunStatus(name, mine[0].archive if mine else url, mine, utcnow(),
                                   parse_age(settled) if settled else timedelta(0), timedelta(days=retention_days)))
@@ -339,7 +349,8 @@ def archive_run(config_path: str | None, backend: str | None, day_text: str | No
 def _archive_backend(name: str, url: str, config: ShipperConfig | None, kw: dict[str, Any], days: list[date], *,
                      lock: LockSettings | None, s3_endpoint: str | None, selectors: tuple[str, ...],
                      page_size: int | None, max_object_mib: int, retention_days: int, force: bool, late_check: bool,
-                     prefix: str, quiet: bool) -> list[DayResult]:
+                     prefix: str, quiet: bool, concurrency: int = 1, slices: tuple[int, int] = (0, 1),
+                     ) -> list[DayResult]:
     """One backend's days; a backend or store that cannot even be opened fails each of its days."""
     results = []
     try:
@@ -350,10 +361,17 @@ def _archive_backend(name: str, url: str, config: ShipperConfig | None, kw: dict
         try:
             exporter = _exporter(name, config, kw, selectors=selectors, page_size=page_size)
             try:
+                index, count = slices
                 for day in days:
-                    result = archive_day(exporter, store, day, now=utcnow(), retention=timedelta(days=retention_days),
-                                         max_object_bytes=max_object_mib * 1048576, force=force, progress=_Bar(),
-                                         late_check=late_check)
+                    if count > 1 and not force and (index != 0 or read_manifest(store, day) is None):
+                        result = export_slice(exporter, store, day, index=index, slices=count, now=utcnow(),
+                                              max_object_bytes=max_object_mib * 1048576, concurrency=concurrency,
+                                              progress=_Bar())
+                    else:
+                        result = archive_day(exporter, store, day, now=utcnow(),
+                                             retention=timedelta(days=retention_days),
+                                             max_object_bytes=max_object_mib * 1048576, force=force, progress=_Bar(),
+                                             late_check=late_check, concurrency=concurrency)
                     result.backend, result.archive = name, store.url
                     results.append(result)
                     if not quiet:
