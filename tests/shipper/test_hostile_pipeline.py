@@ -31,10 +31,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from shipper.archive.storage.local import LocalStore
 from shipper.buffer import DiskBuffer
 from shipper.config import parse_config
 from shipper.event import Event
-from shipper.jobs.storage.local import LocalStore
 from shipper.sinks._common.base import Sink
 from shipper.sinks._common.config import SinkConfigBase
 from shipper.sinks._common.dead_letter import dead_letter_path, read_dead_letters
