@@ -11,6 +11,7 @@ Example::
 Every record becomes one JSON line in the schema returned by :func:`schema`. See
 :mod:`logging_config.asgi` (request ids, access lines), :mod:`logging_config.celery` (context
 in tasks), :mod:`logging_config.sentry` (errors with the same context),
+:mod:`logging_config.metrics` (the Prometheus metrics behind the backend alerts),
 :mod:`logging_config.fluent` (direct shipping) and :mod:`logging_config.testing`. These
 submodules load on first use (``logging_config.celery.install()`` works after
 ``import logging_config``), so their optional dependencies are needed only by those who use them.
@@ -53,7 +54,7 @@ __all__ = [
     "unbind",
 ]
 
-_SUBMODULES = frozenset({"asgi", "celery", "fluent", "sentry", "testing"})
+_SUBMODULES = frozenset({"asgi", "celery", "fluent", "metrics", "sentry", "testing"})
 
 
 def __getattr__(name: str) -> ModuleType:

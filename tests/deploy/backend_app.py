@@ -83,6 +83,7 @@ def celery_config(workdir: Path) -> dict[str, object]:
         "broker_url": "filesystem://",
         "broker_transport_options": {"data_folder_in": broker, "data_folder_out": broker,
                                      "processed_folder": str(workdir / "processed"), "store_processed": False,
+                                     "control_folder": str(workdir / "control"),
                                      "polling_interval": 0.1},
         "task_ignore_result": True,
         "worker_hijack_root_logger": False,
@@ -92,7 +93,7 @@ def celery_config(workdir: Path) -> dict[str, object]:
 
 def make_dirs(workdir: Path) -> None:
     """The broker's folders (the filesystem transport does not create them)."""
-    for folder in (workdir / "broker", workdir / "processed"):
+    for folder in (workdir / "broker", workdir / "processed", workdir / "control"):
         folder.mkdir(parents=True, exist_ok=True)
 
 
