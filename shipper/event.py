@@ -86,15 +86,23 @@ class Event:
 
     @property
     def record(self) -> dict[str, Any]:
-        if self._record is None:
-            rec = _object_of(self.raw)
-            if rec is None:
-                rec = {"message": self.raw}
-            elif _too_deep(self.raw, rec):
-                rec = {"message": self.raw}
+        rec = self._record
+        if rec is None:
+            # _object_of and _too_deep inlined: a sink that reads fields parses every event here.
+            raw = self.raw
+            if raw[:1] == "{":
+                try:
+                    rec = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    rec = None
+            if type(rec) is not dict:
+                rec = {"message": raw}
+            elif len(raw) > _DEEP_MIN_CHARS and _bracket_count(raw) > MAX_RECORD_DEPTH \
+                    and _deeper_than(rec, MAX_RECORD_DEPTH):
+                rec = {"message": raw}
                 self.repaired("too_deep")
             self._record = rec
-        return self._record
+        return rec
 
     @record.setter
     def record(self, value: dict[str, Any]) -> None:

@@ -18,9 +18,33 @@ _TS_KEYS = ("timestamp", "@timestamp", "time", "ts")
 _RFC3339 = re.compile(r"(\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d)(?:\.(\d{1,9})\d*)?([Zz]|[+-]\d\d:?\d\d)?$")
 
 
-@lru_cache(maxsize=16384)
+_SECONDS: dict[str, int | None] = {}  # "YYYY-MM-DDTHH:MM:SS" -> epoch seconds (None: not a time)
+_MAX_SECONDS = 16384
+_UNSEEN: Any = object()
+
+
 def parse_rfc3339_ns(value: str) -> int | None:
-    """Parse an RFC 3339 timestamp (``Z`` or offset, any fraction) to ns since the epoch."""
+    """Parse an RFC 3339 timestamp (``Z`` or offset, any fraction) to ns since the epoch.
+
+    The common shape (``...:SS.fffZ``, 1 to 9 fraction digits) is read from a cache of its whole
+    second: each line of a busy log has its own millisecond, so whole values rarely repeat.
+    """
+    n = len(value)
+    if 20 < n < 30 and value[19] == "." and value[-1] == "Z" and value[20:-1].isdecimal():
+        prefix = value[:19]
+        secs = _SECONDS.get(prefix, _UNSEEN)
+        if secs is _UNSEEN:
+            if len(_SECONDS) >= _MAX_SECONDS:
+                _SECONDS.clear()
+            whole = _parse_rfc3339_ns(prefix + "Z")
+            secs = _SECONDS[prefix] = None if whole is None else whole // 1_000_000_000
+        if secs is not None:
+            return secs * 1_000_000_000 + int(value[20:-1].ljust(9, "0"))
+    return _parse_rfc3339_ns(value)
+
+
+@lru_cache(maxsize=16384)
+def _parse_rfc3339_ns(value: str) -> int | None:
     m = _RFC3339.match(value.strip())
     if m is None:
         return None
