@@ -31,7 +31,7 @@ JSON = "application/json"
 
 _NOT_NAME = re.compile(r"[^a-zA-Z0-9_]")
 _PAIR_CACHE = 4096
-_TIME_CACHE = 100_000
+_TIME_CACHE = 4096  # nanosecond parts of CRI times rarely repeat: keep it small
 _VARINTS = [bytes((n,)) if n < 0x80 else bytes(((n & 0x7F) | 0x80, n >> 7)) for n in range(1 << 14)]
 
 
