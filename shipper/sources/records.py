@@ -30,7 +30,7 @@ def parse_rfc3339_ns(value: str) -> int | None:
     second: each line of a busy log has its own millisecond, so whole values rarely repeat.
     """
     n = len(value)
-    if 20 < n < 30 and value[19] == "." and value[-1] == "Z" and value[20:-1].isdecimal():
+    if 20 < n < 31 and value[19] == "." and value[-1] == "Z" and value[20:-1].isdecimal():
         prefix = value[:19]
         secs = _SECONDS.get(prefix, _UNSEEN)
         if secs is _UNSEEN:

@@ -45,6 +45,13 @@ def test_second_before_the_epoch() -> None:
     assert parse_rfc3339_ns("1969-12-31T23:59:59.250Z") == -750_000_000
 
 
+def test_cri_times_with_nanoseconds() -> None:
+    base = 1_764_374_400 * 10**9
+    assert parse_rfc3339_ns("2025-11-29T00:00:00.000000001Z") == base + 1
+    assert parse_rfc3339_ns("2025-11-29T00:00:00.999999999Z") == base + 999_999_999
+    assert parse_rfc3339_ns("2025-11-29T00:00:00.1234567891Z") == base + 123_456_789  # digits past 9 dropped
+
+
 def test_each_millisecond_of_a_second() -> None:
     base = 1_764_374_400 * 10**9  # 2025-11-29T00:00:00Z
     assert [parse_rfc3339_ns(f"2025-11-29T00:00:00.{ms:03d}Z") for ms in range(1000)] == [
