@@ -33,7 +33,12 @@ def read_yaml(text: str, keep: re.Pattern[str] | None = None) -> tuple[Any, list
             return word
 
         text = keep.sub(hide, text)
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # reads the text at once: a control character fails here
+    except yaml.MarkedYAMLError as exc:
+        return None, [("<yaml>", _describe(exc))]
+    except yaml.YAMLError as exc:  # ReaderError (unprintable characters) has no mark
+        return None, [("<yaml>", str(exc).split("\n", 1)[0])]
     try:
         node = loader.get_single_node()
         if node is None:

@@ -179,7 +179,10 @@ def test_archive_runs_and_is_verified_before_retention(base_docs: dict[tuple[str
     [retention] = pod["containers"]
     assert archive["args"][:2] == ["archive", "run"]
     args = dict(zip(archive["args"][2::2], archive["args"][3::2], strict=True))
-    assert args["--older-than"] == "29d" and args["--to"].startswith("s3://")
+    # Each settled day is archived the night after (weeks before its deletion), its result
+    # written for node-exporter's textfile collector.
+    assert args["--settled"] == "26h" and args["--days"] == "30" and args["--to"].startswith("s3://")
+    assert args["--textfile"].startswith("/textfile/")
     assert retention["args"] == ["retention", "apply", "--config", "/etc/ecvi-logs/shipper.yaml"]
     for c in (archive, retention):
         assert {"secretRef": {"name": "ecvi-logs-credentials"}} in c["envFrom"]

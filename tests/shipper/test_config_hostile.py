@@ -177,3 +177,10 @@ sinks:
     assert set(parse_config(text).sources) == {"a", "b", "c", "d"}
     assert parse_config(text.replace('"127.0.0.1:9100"', '"127.0.0.1:24224"', 1).replace(
         "api: {", "api: {enabled: false, "))
+
+
+@pytest.mark.parametrize("text", ["\x08", "sources: {}\n\x00", "a: b\x1b[31m"])
+def test_unprintable_characters_are_a_config_error(text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={})
+    assert "special characters are not allowed" in str(info.value)
