@@ -13,13 +13,7 @@ import orjson
 from shipper import __version__
 from shipper.config import ConfigError, ShipperConfig, load_config
 from shipper.errors import ShipperError, StartupError
-
-
-def _setup_logging(level: str) -> None:
-    import logging_config
-
-    logging_config.configure(service="ecvi-logs-shipper", version=__version__, level=level, fmt="auto",
-                             stream=sys.stderr)
+from shipper.logs import LEVELS, setup_logging
 
 
 def _load_or_exit(path: str) -> ShipperConfig:
@@ -75,13 +69,14 @@ def validate(config_path: str) -> None:
 @main.command()
 @click.option("--config", "-c", "config_path", required=True, type=click.Path(dir_okay=False),
               help="Shipper config file (YAML).")
-@click.option("--log-level", default="INFO", show_default=True, help="The shipper's own log level.")
+@click.option("--log-level", default="INFO", show_default=True, type=click.Choice(LEVELS, case_sensitive=False),
+              help="The shipper's own log level.")
 def ship(config_path: str, log_level: str) -> None:
     """Run the shipper until SIGTERM (SIGHUP reloads the config)."""
     from shipper.runner import run_shipper
 
     cfg = _load_or_exit(config_path)
-    _setup_logging(log_level)
+    setup_logging(log_level.upper())
     try:
         asyncio.run(run_shipper(cfg, config_path))
     except StartupError as exc:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from shipper.config import parse_config
 from shipper.errors import StartupError
+from shipper.logs import setup_logging
 
 DEMO_CONFIG = """\
 data_dir: {work}/shipper
@@ -23,7 +24,6 @@ sinks:
 
 def run_demo(workdir: Path, api_address: str) -> None:
     """Start the demo backend as a child process, then ship its log until Ctrl-C."""
-    from shipper.cli import _setup_logging
     from shipper.runner import run_shipper
 
     work = workdir.resolve()
@@ -42,7 +42,7 @@ def run_demo(workdir: Path, api_address: str) -> None:
         "stop with Ctrl-C",
         flush=True,
     )
-    _setup_logging("INFO")
+    setup_logging("INFO")
     try:
         asyncio.run(run_shipper(config))
     except KeyboardInterrupt:

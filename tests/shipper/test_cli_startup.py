@@ -47,7 +47,7 @@ def test_ship_reports_startup_errors_in_one_line(tmp_path: Path, monkeypatch: py
         raise error
 
     monkeypatch.setattr("shipper.runner.run_shipper", refuse)
-    monkeypatch.setattr("shipper.cli._setup_logging", lambda _level: None)
+    monkeypatch.setattr("shipper.cli.setup_logging", lambda _level: None)
     out = _one_line_exit_2(CliRunner().invoke(main, ["ship", "--config", str(_config(tmp_path))]))
     assert ("not writable" in out) or ("port in use" in out)
 
@@ -102,3 +102,11 @@ def test_validate_rejects_clashing_listen_addresses(tmp_path: Path) -> None:
     cfg.write_text(text.replace("inputs: [app]", "inputs: [app, fwd]"))
     out = _one_line_exit_2(CliRunner().invoke(main, ["validate", "--config", str(cfg)]))
     assert "sources.fwd.address" in out and "same address as api.address" in out
+
+
+def test_an_unknown_log_level_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
+    config = tmp_path / "shipper.yaml"
+    config.write_text(f"data_dir: {tmp_path}/data\nsources: {{}}\nsinks: {{}}\n")
+    result = CliRunner().invoke(main, ["ship", "--config", str(config), "--log-level", "verbose"])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output and "'verbose' is not one of" in result.output
