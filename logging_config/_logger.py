@@ -9,6 +9,7 @@ more than ``extra=``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["KeywordLogger", "get_logger"]
@@ -31,44 +32,47 @@ class KeywordLogger:
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
 
-    def _emit(self, level: int, msg: object, args: tuple[Any, ...], fields: dict[str, Any]) -> None:
-        exc_info = fields.pop("exc_info", None)
-        stack_info = fields.pop("stack_info", False)
-        stacklevel = fields.pop("stacklevel", 1)
-        extra = fields.pop("extra", None)
+    def _emit(self, level: int, msg: object, args: tuple[Any, ...], exc_info: Any, extra: Mapping[str, Any] | None,
+              stack_info: bool, stacklevel: int, fields: dict[str, Any]) -> None:
         if extra:
             fields = {**extra, **fields}
         # +2: this method and the level method stand between the caller and _log.
         self.logger._log(level, msg, args, exc_info, fields or None, stack_info, stacklevel + 2)
 
-    def debug(self, msg: object, *args: Any, **fields: Any) -> None:
+    def debug(self, msg: object, *args: Any, exc_info: Any = None, stack_info: bool = False, stacklevel: int = 1,
+              extra: Mapping[str, Any] | None = None, **fields: Any) -> None:
         if self.logger.isEnabledFor(_DEBUG):
-            self._emit(_DEBUG, msg, args, fields)
+            self._emit(_DEBUG, msg, args, exc_info, extra, stack_info, stacklevel, fields)
 
-    def info(self, msg: object, *args: Any, **fields: Any) -> None:
+    def info(self, msg: object, *args: Any, exc_info: Any = None, stack_info: bool = False, stacklevel: int = 1,
+             extra: Mapping[str, Any] | None = None, **fields: Any) -> None:
         if self.logger.isEnabledFor(_INFO):
-            self._emit(_INFO, msg, args, fields)
+            self._emit(_INFO, msg, args, exc_info, extra, stack_info, stacklevel, fields)
 
-    def warning(self, msg: object, *args: Any, **fields: Any) -> None:
+    def warning(self, msg: object, *args: Any, exc_info: Any = None, stack_info: bool = False, stacklevel: int = 1,
+                extra: Mapping[str, Any] | None = None, **fields: Any) -> None:
         if self.logger.isEnabledFor(_WARNING):
-            self._emit(_WARNING, msg, args, fields)
+            self._emit(_WARNING, msg, args, exc_info, extra, stack_info, stacklevel, fields)
 
-    def error(self, msg: object, *args: Any, **fields: Any) -> None:
+    def error(self, msg: object, *args: Any, exc_info: Any = None, stack_info: bool = False, stacklevel: int = 1,
+              extra: Mapping[str, Any] | None = None, **fields: Any) -> None:
         if self.logger.isEnabledFor(_ERROR):
-            self._emit(_ERROR, msg, args, fields)
+            self._emit(_ERROR, msg, args, exc_info, extra, stack_info, stacklevel, fields)
 
-    def exception(self, msg: object, *args: Any, **fields: Any) -> None:
-        fields.setdefault("exc_info", True)
+    def exception(self, msg: object, *args: Any, exc_info: Any = True, stack_info: bool = False,
+                  stacklevel: int = 1, extra: Mapping[str, Any] | None = None, **fields: Any) -> None:
         if self.logger.isEnabledFor(_ERROR):
-            self._emit(_ERROR, msg, args, fields)
+            self._emit(_ERROR, msg, args, exc_info, extra, stack_info, stacklevel, fields)
 
-    def critical(self, msg: object, *args: Any, **fields: Any) -> None:
+    def critical(self, msg: object, *args: Any, exc_info: Any = None, stack_info: bool = False, stacklevel: int = 1,
+                 extra: Mapping[str, Any] | None = None, **fields: Any) -> None:
         if self.logger.isEnabledFor(_CRITICAL):
-            self._emit(_CRITICAL, msg, args, fields)
+            self._emit(_CRITICAL, msg, args, exc_info, extra, stack_info, stacklevel, fields)
 
-    def log(self, level: int, msg: object, *args: Any, **fields: Any) -> None:
+    def log(self, level: int, msg: object, *args: Any, exc_info: Any = None, stack_info: bool = False,
+            stacklevel: int = 1, extra: Mapping[str, Any] | None = None, **fields: Any) -> None:
         if self.logger.isEnabledFor(level):
-            self._emit(level, msg, args, fields)
+            self._emit(level, msg, args, exc_info, extra, stack_info, stacklevel, fields)
 
     def __repr__(self) -> str:
         return f"<KeywordLogger {self.logger.name}>"
