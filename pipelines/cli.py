@@ -18,7 +18,12 @@ def render() -> None:
     \b
     Examples:
       ecvi-logs render vector --config shipper.yaml -o vector.yaml
-      vector validate --no-environment vector.yaml && vector test vector.yaml
+      vector validate --no-environment --dangerously-allow-env-var-interpolation vector.yaml
+      vector test --dangerously-allow-env-var-interpolation vector.yaml
+
+    The rendered file keeps the config's ${VAR} references, which Vector 0.57 and later
+    interpolate only with --dangerously-allow-env-var-interpolation; --no-environment skips the
+    checks that need the sinks' backends.
     """
 
 

@@ -111,7 +111,8 @@ def dead_letter() -> None:
 
 
 @dead_letter.command("list")
-@click.option("--config", "-c", "config_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--config", "-c", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="Shipper config file (YAML): its data_dir holds the dead letters.")
 @click.option("--sink", "sink_name", default=None, help="Only this sink.")
 def dead_letter_list(config_path: str, sink_name: str | None) -> None:
     """Count dead-lettered events per sink and reason (exit 2 when a line is not an entry)."""
@@ -148,7 +149,8 @@ def _echo_problems(problems: list[str], what: str) -> None:
 
 
 @dead_letter.command("replay")
-@click.option("--config", "-c", "config_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--config", "-c", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="Shipper config file (YAML): the sink's settings and its data_dir's dead letters.")
 @click.option("--sink", "sink_name", required=True, help="The sink whose dead letters to resend.")
 def dead_letter_replay(config_path: str, sink_name: str) -> None:
     """Resend a sink's dead letters through it; what fails again stays in the file.
@@ -177,7 +179,8 @@ def dead_letter_replay(config_path: str, sink_name: str) -> None:
 @main.command()
 @click.option("--workdir", default="./var", show_default=True, type=click.Path(file_okay=False),
               help="Where the demo writes its app log, checkpoints and output.")
-@click.option("--api", "api_address", default="127.0.0.1:9100", show_default=True)
+@click.option("--api", "api_address", default="127.0.0.1:9100", show_default=True,
+              help="Listen address of the demo shipper's /metrics, /health and /ready.")
 def demo(workdir: str, api_address: str) -> None:
     """Run a demo backend logging through logging_config, shipped into ./var/out (no server needed)."""
     from shipper.demo import run_demo

@@ -248,9 +248,12 @@ def archive() -> None:
       ecvi-logs archive run --config shipper.yaml --settled 26h --to s3://ecvi-archive/ --textfile /textfile/ecvi.prom
       ecvi-logs archive seal --older-than 26h --to s3://ecvi-archive/ingest
       ecvi-logs archive verify --day 2025-01-31 --from s3://ecvi-archive/loki --backend loki -c shipper.yaml
-      ecvi-logs archive restore --day 2025-01-31 --from s3://ecvi-archive/es --to elasticsearch --es-url http://es:9200
+      ecvi-logs archive restore --day 2025-01-31 --from s3://ecvi-archive/es --target elasticsearch --endpoint http://es:9200
       ecvi-logs archive lifecycle --to s3://ecvi-archive/loki --expire-days 365
       ecvi-logs archive drill --day 2025-01-31 --from s3://ecvi-archive/loki --backend loki -c shipper.yaml
+
+    Archive locations are --to where a command writes and --from where it reads; a restore's
+    destination (a backend type) is --target.
     """
 
 
@@ -530,11 +533,37 @@ def _verify_lines(report: VerifyReport) -> list[str]:
     return lines
 
 
+RESTORE_TARGETS = ("loki", "elasticsearch", "file")
+
+#: ``--to`` named the restore target before it meant an archive location everywhere; still accepted.
+_deprecated_to_option = click.option(
+    "--to", "old_to", default=None, hidden=True, type=click.Choice(RESTORE_TARGETS),
+    help="Deprecated spelling of --target (--to is an archive location in the other subcommands).")
+
+
+def _target(target: str | None, old_to: str | None, default: str | None, *, warn: bool) -> str:
+    """The chosen target from ``--target`` or the deprecated ``--to`` (warned about unless ``--json``
+    asked for machine output: scripts that capture both streams keep parsing it)."""
+    if old_to is not None:
+        if target is not None and target != old_to:
+            raise click.UsageError(f"--to {old_to} and --target {target} disagree (--to is deprecated: use --target)")
+        if warn:
+            click.echo("warning: --to is deprecated here; use --target", err=True)
+        target = old_to
+    if target is None:
+        if default is None:
+            raise click.UsageError("missing option --target (loki, elasticsearch or file)")
+        target = default
+    return target
+
+
 @archive.command("restore")
 @_config_option
 @click.option("--day", "day_text", required=True, metavar="YYYY-MM-DD", help="The UTC day to restore.")
 @click.option("--from", "from_url", required=True, help="Archive root: s3://bucket/prefix or file:///dir.")
-@click.option("--to", "target", required=True, type=click.Choice(["loki", "elasticsearch", "file"]))
+@click.option("--target", "target", default=None, type=click.Choice(RESTORE_TARGETS),
+              help="Where to replay the day: a Loki, an Elasticsearch or a file.")
+@_deprecated_to_option
 @click.option("--endpoint", default=None, help="Loki or Elasticsearch URL (default: the config's sink).")
 @click.option("--index", default=None,
               help="Elasticsearch index (strftime and {{ field }} allowed); default restored-<original index>.")
@@ -555,10 +584,11 @@ def _verify_lines(report: VerifyReport) -> list[str]:
 def archive_restore(config_path: str | None, day_text: str, from_url: str, target: str, endpoint: str | None,
                     index: str | None, tenant: str | None, labels: tuple[str, ...], path: str | None,
                     sink_name: str | None, region: str | None, profile: str | None, s3_endpoint: str | None,
-                    concurrency: int, data_dir: str, as_json: bool) -> None:
+                    concurrency: int, data_dir: str, as_json: bool, old_to: str | None) -> None:
     """Replay an archived day into Loki, Elasticsearch (idempotent by document id) or a file."""
     from shipper.jobs.restore import RestoreTarget, restore_day
 
+    target = _target(target, old_to, None, warn=not as_json)
     day = parse_day(day_text)
     label_map: dict[str, str] | None = None
     if labels:
@@ -589,9 +619,10 @@ def archive_restore(config_path: str | None, day_text: str, from_url: str, targe
 @_config_option
 @click.option("--day", "day_text", required=True, metavar="YYYY-MM-DD", help="The UTC day to drill.")
 @click.option("--from", "from_url", required=True, help="Archive root: s3://bucket/prefix or file:///dir.")
-@click.option("--to", "target", type=click.Choice(["file", "elasticsearch", "loki"]), default="file",
-              show_default=True, help="Scratch target: a temporary directory, an index ecvi-drill-<nonce>, or "
-                                      'Loki streams labelled drill="<nonce>".')
+@click.option("--target", "target", type=click.Choice(RESTORE_TARGETS), default=None,
+              help="Scratch target: a temporary directory (file, the default), an index ecvi-drill-<nonce>, "
+                   'or Loki streams labelled drill="<nonce>".')
+@_deprecated_to_option
 @click.option("--scratch-url", default=None, help="Elasticsearch or Loki URL of the scratch target "
                                                   "(default: the config's sink).")
 @click.option("--scratch-tenant", default=None, help="Loki tenant of the scratch streams.")
@@ -603,9 +634,9 @@ def archive_restore(config_path: str | None, day_text: str, from_url: str, targe
 @click.option("--keep", is_flag=True, help="Keep the scratch target (index, directory) for a look.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_job_command
-def archive_drill(config_path: str | None, day_text: str, from_url: str, target: str, scratch_url: str | None,
-                  scratch_tenant: str | None, backend: str | None, s3_endpoint: str | None,
-                  selectors: tuple[str, ...], keep: bool, as_json: bool, **kw: Any) -> None:
+def archive_drill(config_path: str | None, day_text: str, from_url: str, target: str | None,
+                  scratch_url: str | None, scratch_tenant: str | None, backend: str | None, s3_endpoint: str | None,
+                  selectors: tuple[str, ...], keep: bool, as_json: bool, old_to: str | None, **kw: Any) -> None:
     """Restore a day into a scratch target and check it against the manifest (and the live backend).
 
     Prints one line; exit code 1 when anything differs. Run it monthly on a random archived day.
@@ -615,6 +646,7 @@ def archive_drill(config_path: str | None, day_text: str, from_url: str, target:
     from shipper.jobs.drill import drill_day
     from shipper.jobs.restore import RestoreTarget
 
+    target = _target(target, old_to, "file", warn=not as_json)
     day = parse_day(day_text)
     config = _load(config_path)
     nonce = secrets.token_hex(4)
