@@ -1,6 +1,7 @@
 """``ecvi-logs retention …`` and ``ecvi-logs archive …``: the operator commands of the jobs.
 
-Exit codes: 0 done (or nothing to do), 1 drift, a failed day, or a verify problem, 2 bad usage.
+Exit codes: 0 done (or nothing to do), 1 drift, a failed day, or a verify problem, 2 bad usage,
+3 (retention commands) a backend that could not be reached or answered with an error.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from shipper.archive.storage.url import open_store
 from shipper.config import ConfigError, ShipperConfig, load_config
 from shipper.jobs.archive import DayResult, archive_day
 from shipper.jobs.endpoints import cloudwatch_settings, es_settings, loki_settings, pick_sink
-from shipper.jobs.errors import JobError
+from shipper.jobs.errors import BackendError, JobError
 from shipper.jobs.exporters.base import Exporter
 from shipper.jobs.retention import cloudwatch as cw_retention
 from shipper.jobs.retention import elasticsearch as es_retention
@@ -45,6 +46,13 @@ class _Failed(Exception):
     """A command finished and wants exit code 1 (its output already says why)."""
 
 
+class _Unreachable(Exception):
+    """A retention command could not ask every backend and wants exit code 3 (its output says which)."""
+
+
+EXIT_UNREACHABLE = 3
+
+
 def _job_command(fn: F) -> F:
     """Turn the jobs' errors into a message and an exit code instead of a traceback."""
 
@@ -54,6 +62,8 @@ def _job_command(fn: F) -> F:
             return fn(*args, **kwargs)
         except _Failed:
             sys.exit(1)
+        except _Unreachable:
+            sys.exit(EXIT_UNREACHABLE)
         except ConfigError as exc:
             click.echo(str(exc), err=True)
             sys.exit(2)
@@ -726,6 +736,8 @@ def retention() -> None:
       ecvi-logs retention apply --config shipper.yaml --loki-config /etc/loki/config.yaml
       ecvi-logs retention check --config shipper.yaml --json
       ecvi-logs retention enforce --config shipper.yaml --archive s3://ecvi-archive/es
+
+    Exit codes: 0 ok, 1 drift, 2 usage, 3 a backend unreachable (see `retention check --help`).
     """
 
 
@@ -761,14 +773,45 @@ def _backends(requested: tuple[str, ...], config: ShipperConfig | None, kw: dict
     return chosen
 
 
+class _Findings(list[Finding]):
+    """A retention command's findings, and the backends it could not ask."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unreachable: list[dict[str, str]] = []
+
+    @contextmanager
+    def asking(self, backend: str) -> Iterator[None]:
+        """One backend's part: a backend that cannot be reached is reported, and the others still asked."""
+        try:
+            yield
+        except BackendError as exc:
+            self.unreachable.append({"backend": backend, "error": str(exc)})
+
+
 @contextmanager
-def _findings_output(command: str, as_json: bool, days: int) -> Iterator[list[Finding]]:
-    findings: list[Finding] = []
-    yield findings
-    ok = all(f.ok for f in findings)
-    _emit(as_json, {"command": command, "days": days, "ok": ok, "findings": [f.to_json() for f in findings]},
-          [str(f) for f in findings] + [f"{command}: {'no drift' if ok else 'drift found'}"])
-    if not ok:
+def _findings_output(command: str, as_json: bool, days: int) -> Iterator[_Findings]:
+    """Print the findings (JSON with --json, also when the command fails half way) and pick the exit
+    code: 3 when a backend could not be asked (drift there is unknown), else 1 on drift, else 0."""
+    findings = _Findings()
+    doc: dict[str, Any] = {"command": command, "days": days}
+    try:
+        yield findings
+    except (JobError, ValueError, ConfigError, click.UsageError) as exc:
+        if as_json:
+            error = exc.format_message() if isinstance(exc, click.UsageError) else str(exc)
+            _emit(True, doc | {"ok": False, "error": error, "findings": [f.to_json() for f in findings],
+                               "unreachable": findings.unreachable}, [])
+        raise
+    ok = all(f.ok for f in findings) and not findings.unreachable
+    drift = not all(f.ok for f in findings)
+    verdict = "backend unreachable" if findings.unreachable else "drift found" if drift else "no drift"
+    _emit(as_json, doc | {"ok": ok, "findings": [f.to_json() for f in findings], "unreachable": findings.unreachable},
+          [str(f) for f in findings] + [f"UNREACHABLE {u['backend']}: {u['error']}" for u in findings.unreachable]
+          + [f"{command}: {verdict}"])
+    if findings.unreachable:
+        raise _Unreachable
+    if drift:
         raise _Failed
 
 
@@ -789,22 +832,29 @@ def retention_apply(config_path: str | None, backends: tuple[str, ...], days: in
     streams = [loki_retention.StreamRetention.parse(s) for s in stream_specs]
     with _findings_output("retention apply", as_json, days) as findings:
         for backend in _backends(backends, config, kw, loki_config):
-            if backend == "loki":
-                findings += _apply_loki(days, streams, loki_config, dry_run, as_json)
-                if loki_config is None and (kw["loki_url"] or pick_sink(config, "loki", kw["sink_name"])):
-                    # Loki takes retention from its config file only: report what the running one uses.
-                    findings += _check_running_loki(config, kw, days, streams)
-            elif backend == "elasticsearch":
-                es = es_settings(config, url=kw["es_url"], index=kw["index"], sink_name=kw["sink_name"])
-                try:
-                    findings += es_retention.apply(es.http, es.target, days, margin_days=kw["ilm_margin_days"],
-                                                   dry_run=dry_run)
-                finally:
-                    es.http.close()
-            else:
-                cw = cloudwatch_settings(config, prefix=kw["cw_prefix"], region=kw["region"],
-                                         endpoint=kw["aws_endpoint"], profile=kw["profile"], sink_name=kw["sink_name"])
-                findings += cw_retention.apply(cw.client, cw.prefix, days, dry_run=dry_run)
+            with findings.asking(backend):
+                _apply_backend(backend, findings, config, kw, days, streams, loki_config, dry_run, as_json)
+
+
+def _apply_backend(backend: str, findings: list[Finding], config: ShipperConfig | None, kw: dict[str, Any], days: int,
+                   streams: list[loki_retention.StreamRetention], loki_config: str | None, dry_run: bool,
+                   as_json: bool) -> None:
+    if backend == "loki":
+        findings += _apply_loki(days, streams, loki_config, dry_run, as_json)
+        if loki_config is None and (kw["loki_url"] or pick_sink(config, "loki", kw["sink_name"])):
+            # Loki takes retention from its config file only: report what the running one uses.
+            findings += _check_running_loki(config, kw, days, streams)
+    elif backend == "elasticsearch":
+        es = es_settings(config, url=kw["es_url"], index=kw["index"], sink_name=kw["sink_name"])
+        try:
+            findings += es_retention.apply(es.http, es.target, days, margin_days=kw["ilm_margin_days"],
+                                           dry_run=dry_run)
+        finally:
+            es.http.close()
+    else:
+        cw = cloudwatch_settings(config, prefix=kw["cw_prefix"], region=kw["region"],
+                                 endpoint=kw["aws_endpoint"], profile=kw["profile"], sink_name=kw["sink_name"])
+        findings += cw_retention.apply(cw.client, cw.prefix, days, dry_run=dry_run)
 
 
 def _apply_loki(days: int, streams: list[loki_retention.StreamRetention], loki_config: str | None, dry_run: bool,
@@ -851,32 +901,46 @@ def _read_loki_config(path: Path) -> dict[str, Any]:
 @_job_command
 def retention_check(config_path: str | None, backends: tuple[str, ...], days: int, loki_config: str | None,
                     stream_specs: tuple[str, ...], as_json: bool, **kw: Any) -> None:
-    """Report drift from --days on each backend (exit code 1 on drift).
+    """Report drift from --days on each backend.
 
     Loki: the running Loki's /config (and --loki-config when given). Elasticsearch: the ILM policy,
     the template and indices past the policy. CloudWatch Logs: each group's retentionInDays.
+    With --json a JSON document is printed whatever the outcome.
+
+    \b
+    Exit codes:
+      0  no drift
+      1  drift found (or another failure of the check, named on stderr)
+      2  usage error (options, config file)
+      3  a backend unreachable or answering with an error (its drift is unknown)
     """
     config = _load(config_path)
     streams = [loki_retention.StreamRetention.parse(s) for s in stream_specs]
     with _findings_output("retention check", as_json, days) as findings:
         for backend in _backends(backends, config, kw, loki_config):
-            if backend == "loki":
-                if loki_config:
-                    current = _read_loki_config(Path(loki_config))
-                    findings += loki_retention.check_config(current, days, streams, loki_config)
-                if kw["loki_url"] or pick_sink(config, "loki", kw["sink_name"]) is not None or not loki_config:
-                    findings += _check_running_loki(config, kw, days, streams)
-            elif backend == "elasticsearch":
-                es = es_settings(config, url=kw["es_url"], index=kw["index"], sink_name=kw["sink_name"])
-                try:
-                    findings += es_retention.check(es.http, es.target, days, now=utcnow(),
-                                                   margin_days=kw["ilm_margin_days"])
-                finally:
-                    es.http.close()
-            else:
-                cw = cloudwatch_settings(config, prefix=kw["cw_prefix"], region=kw["region"],
-                                         endpoint=kw["aws_endpoint"], profile=kw["profile"], sink_name=kw["sink_name"])
-                findings += cw_retention.check(cw.client, cw.prefix, days)
+            with findings.asking(backend):
+                _check_backend(backend, findings, config, kw, days, streams, loki_config)
+
+
+def _check_backend(backend: str, findings: list[Finding], config: ShipperConfig | None, kw: dict[str, Any], days: int,
+                   streams: list[loki_retention.StreamRetention], loki_config: str | None) -> None:
+    if backend == "loki":
+        if loki_config:
+            current = _read_loki_config(Path(loki_config))
+            findings += loki_retention.check_config(current, days, streams, loki_config)
+        if kw["loki_url"] or pick_sink(config, "loki", kw["sink_name"]) is not None or not loki_config:
+            findings += _check_running_loki(config, kw, days, streams)
+    elif backend == "elasticsearch":
+        es = es_settings(config, url=kw["es_url"], index=kw["index"], sink_name=kw["sink_name"])
+        try:
+            findings += es_retention.check(es.http, es.target, days, now=utcnow(),
+                                           margin_days=kw["ilm_margin_days"])
+        finally:
+            es.http.close()
+    else:
+        cw = cloudwatch_settings(config, prefix=kw["cw_prefix"], region=kw["region"],
+                                 endpoint=kw["aws_endpoint"], profile=kw["profile"], sink_name=kw["sink_name"])
+        findings += cw_retention.check(cw.client, cw.prefix, days)
 
 
 @retention.command("enforce")
@@ -904,7 +968,7 @@ def retention_enforce(config_path: str | None, archive_url: str, days: int, sink
     es = es_settings(_load(config_path), url=es_url, index=index, sink_name=sink_name)
     store = _open(archive_url, region=region, s3_endpoint=s3_endpoint, profile=profile)
     try:
-        with _findings_output("retention enforce", as_json, days) as findings:
+        with _findings_output("retention enforce", as_json, days) as findings, findings.asking("elasticsearch"):
             findings += es_retention.enforce(es.http, es.target, days, store, now=utcnow(), dry_run=dry_run)
     finally:
         es.http.close()
