@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shipper.sinks.cloudwatch.config import CloudWatchSinkConfig
-from shipper.sinks.elasticsearch.config import ElasticsearchSinkConfig
-from shipper.sinks.file.config import FileSinkConfig
-from shipper.sinks.loki.config import LokiSinkConfig
-from shipper.sinks.s3.config import S3SinkConfig
+from shipper.sinks.registry import AnySinkConfig, config_tag
 from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.forward.config import ForwardSourceConfig
 from shipper.transforms.config import AddFieldsConfig, FilterConfig, RedactConfig
 
-SourceConfig = Annotated[FileSourceConfig | ForwardSourceConfig, Field(discriminator="type")]
-TransformConfig = Annotated[AddFieldsConfig | FilterConfig | RedactConfig, Field(discriminator="type")]
-SinkConfig = Annotated[
-    LokiSinkConfig | ElasticsearchSinkConfig | CloudWatchSinkConfig | FileSinkConfig | S3SinkConfig,
-    Field(discriminator="type"),
-]
+AnySourceConfig = FileSourceConfig | ForwardSourceConfig
+AnyTransformConfig = AddFieldsConfig | FilterConfig | RedactConfig
+SourceConfig = Annotated[AnySourceConfig, Field(discriminator="type")]
+TransformConfig = Annotated[AnyTransformConfig, Field(discriminator="type")]
+SinkConfig = Annotated[AnySinkConfig, Field(discriminator="type")]
+
+COMPONENT_TAGS: frozenset[str] = frozenset(
+    config_tag(c) for union in (AnySourceConfig, AnyTransformConfig, AnySinkConfig) for c in get_args(union)
+)
+"""Every ``type`` a source, transform or sink may have (validation errors name the key, not the tag)."""
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")

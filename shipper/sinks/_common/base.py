@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Generic, TypeVar
 
 from shipper.event import Event
+from shipper.sinks._common.config import SinkConfigBase
 from shipper.sinks._common.outcome import SendOutcome
 
+ConfigT = TypeVar("ConfigT", bound=SinkConfigBase, covariant=True)
 
-class Sink(abc.ABC):
-    """One backend. The shared driver batches, retries and dead-letters around ``send``."""
 
-    def __init__(self, name: str, config: Any, data_dir: str) -> None:
+class Sink(abc.ABC, Generic[ConfigT]):
+    """One backend, typed by its own config class. The shared driver batches, retries and
+    dead-letters around ``send``."""
+
+    def __init__(self, name: str, config: ConfigT, data_dir: str) -> None:
         self.name = name
         self.config = config
         self.data_dir = data_dir
 
-    async def start(self) -> None:  # noqa: B027 - optional hook
+    async def start(self) -> None:
         """Create clients; called once before the first ``send``."""
 
-    async def healthcheck(self) -> None:  # noqa: B027 - optional hook
+    async def healthcheck(self) -> None:
         """Raise a :class:`SinkError` saying what is wrong if the backend is unusable."""
 
     @abc.abstractmethod
@@ -31,5 +35,5 @@ class Sink(abc.ABC):
         """Approximate encoded size of one event, for ``batch.max_bytes``."""
         return len(event.raw) + 64
 
-    async def close(self) -> None:  # noqa: B027 - optional hook
+    async def close(self) -> None:
         """Release clients."""

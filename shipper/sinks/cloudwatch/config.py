@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -27,6 +27,7 @@ class CloudWatchSinkConfig(SinkConfigBase):
     """PutLogEvents to CloudWatch Logs, group and stream from templates, created on demand."""
 
     type: Literal["cloudwatch"]
+    SINK_CLASS: ClassVar[str] = "shipper.sinks.cloudwatch.sink:CloudWatchSink"
     region: str = Field(..., description="AWS region, e.g. us-east-1.")
     endpoint: str | None = Field(
         None, description="Endpoint override (testing, VPC endpoints); AWS_ENDPOINT_URL also works."

@@ -46,15 +46,13 @@ _MAX_CACHED_KEYS = 100_000
 _EMPTY_REASON = "empty_message: CloudWatch Logs does not store empty messages"
 
 
-class CloudWatchSink(Sink):
+class CloudWatchSink(Sink[CloudWatchSinkConfig]):
     """Ships each event's raw line to the log group and stream its templates name.
 
     One ``send`` may make several PutLogEvents calls (one per stream and limit-sized chunk), in turn;
     a call that fails leaves the calls already accepted alone, so only its events and those not yet
     sent are retried.
     """
-
-    config: CloudWatchSinkConfig
 
     def __init__(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import re
 import time
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -31,6 +31,7 @@ class ElasticsearchSinkConfig(SinkConfigBase):
     """Bulk-create documents with deterministic ids into daily indices or a data stream."""
 
     type: Literal["elasticsearch"]
+    SINK_CLASS: ClassVar[str] = "shipper.sinks.elasticsearch.sink:ElasticsearchSink"
     endpoint: str = Field(..., description="URL of Elasticsearch, e.g. http://127.0.0.1:9200.")
     index: str = Field(
         DEFAULT_INDEX,

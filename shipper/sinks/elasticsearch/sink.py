@@ -24,15 +24,13 @@ log = logging.getLogger("shipper.sinks.elasticsearch")
 _EVENT_OVERHEAD = 256
 
 
-class ElasticsearchSink(Sink):
+class ElasticsearchSink(Sink[ElasticsearchSinkConfig]):
     """Writes each batch with one ``_bulk`` request of ``create`` actions (``_id`` = ``event.id``).
 
     A resent event meets its own id and is answered 409, which counts as delivered: retries and
     replays never duplicate (in data_stream mode: within the current backing index). Nothing is
     written before the index template is in place, so the first index of the day gets its mappings.
     """
-
-    config: ElasticsearchSinkConfig
 
     def __init__(self, name: str, config: ElasticsearchSinkConfig, data_dir: str) -> None:
         super().__init__(name, config, data_dir)

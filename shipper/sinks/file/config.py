@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -13,6 +13,7 @@ class FileSinkConfig(SinkConfigBase):
     """Append events as NDJSON lines to a local file whose path may hold strftime fields (UTC)."""
 
     type: Literal["file"]
+    SINK_CLASS: ClassVar[str] = "shipper.sinks.file.sink:FileSink"
     path: str = Field(..., description="Output path; strftime fields use the event's time, e.g. %Y-%m-%d.")
     encoding: Literal["raw", "event"] = Field(
         "raw", description="raw: the original line; event: {timestamp, record, meta} as JSON."

@@ -30,10 +30,8 @@ def encode_line(event: Event, encoding: str) -> bytes:
 _ENCODE_ERRORS = (TypeError, ValueError, OverflowError)
 
 
-class FileSink(Sink):
+class FileSink(Sink[FileSinkConfig]):
     """Appends each batch with one write per output file (a batch is accepted once written)."""
-
-    config: FileSinkConfig
 
     def _path_for(self, ts_ns: int) -> str:
         return time.strftime(self.config.path, time.gmtime(ts_ns // 1_000_000_000))

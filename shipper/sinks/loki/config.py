@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -20,6 +20,7 @@ class LokiSinkConfig(SinkConfigBase):
     """Push to Grafana Loki's ``/loki/api/v1/push``."""
 
     type: Literal["loki"]
+    SINK_CLASS: ClassVar[str] = "shipper.sinks.loki.sink:LokiSink"
     endpoint: str = Field(..., description="Base URL of Loki, e.g. http://127.0.0.1:3100.")
     path: str = Field("/loki/api/v1/push", description="Push path.")
     tenant_id: str | None = Field(None, description="Sent as X-Scope-OrgID (multi-tenant Loki).")

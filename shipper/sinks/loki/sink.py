@@ -22,14 +22,12 @@ _ENTRY_OVERHEAD = 24
 _METADATA_PAIR = 48
 
 
-class LokiSink(Sink):
+class LokiSink(Sink[LokiSinkConfig]):
     """Pushes batches to Loki's ``/loki/api/v1/push``; one request per ``send``.
 
     A 413 (request too large) is the one answer handled here rather than by the driver: the batch
     is halved until it fits, and an entry that is too large on its own is rejected.
     """
-
-    config: LokiSinkConfig
 
     def __init__(self, name: str, config: LokiSinkConfig, data_dir: str) -> None:
         super().__init__(name, config, data_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -29,6 +29,7 @@ class S3SinkConfig(SinkConfigBase):
     """
 
     type: Literal["s3"]
+    SINK_CLASS: ClassVar[str] = "shipper.sinks.s3.sink:S3Sink"
     url: str = Field(..., description="Archive root: s3://bucket/prefix, or file:///dir for a local directory.")
     region: str | None = Field(None, description="AWS region of the bucket.")
     endpoint: str | None = Field(None, description="S3 endpoint override (MinIO, tests); AWS_ENDPOINT_URL works too.")

@@ -70,10 +70,8 @@ def partition(events: list[Event]) -> list[tuple[str, int, list[Event]]]:
     return out
 
 
-class S3Sink(Sink):
+class S3Sink(Sink[S3SinkConfig]):
     """Archives each batch to S3 (or a directory); a batch is accepted once its objects are written."""
-
-    config: S3SinkConfig
 
     def __init__(self, name: str, config: S3SinkConfig, data_dir: str, *, store: ObjectStore | None = None) -> None:
         super().__init__(name, config, data_dir)
