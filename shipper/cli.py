@@ -49,21 +49,34 @@ def main() -> None:
 @main.command()
 @click.option("--config", "-c", "config_path", required=True, type=click.Path(dir_okay=False),
               help="Shipper config file (YAML).")
-def validate(config_path: str) -> None:
+@click.option("--no-env", is_flag=True,
+              help="Check the structure without the environment: ${VAR} takes its default or stays a "
+                   "placeholder (for configs that name secrets, e.g. in CI).")
+def validate(config_path: str, no_env: bool) -> None:
     """Check a config file; exit 0 if valid, 2 listing every problem with its key path.
 
     Beyond the file itself it checks what start-up needs: listen addresses that clash and a
-    data_dir that cannot be a directory (under a regular file, or on /proc or /sys).
+    data_dir that cannot be a directory (under a regular file, or on /proc or /sys). Schema and
+    graph problems (inputs that name nothing) are reported together.
     """
     from shipper.config.checks import data_dir_problems
+    from shipper.config.load import load_config_checked
 
-    cfg = _load_or_exit(config_path)
-    problems = data_dir_problems(cfg.data_dir)
+    try:
+        cfg, subs = load_config_checked(config_path, {} if no_env else None, placeholders=no_env)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    problems = [] if "data_dir" in subs.placeholders else data_dir_problems(cfg.data_dir)
     if problems:
         click.echo(str(ConfigError(problems, config_path)), err=True)
         sys.exit(2)
     n = (len(cfg.sources), len(cfg.transforms), len(cfg.sinks))
-    click.echo(f"{config_path}: valid ({n[0]} sources, {n[1]} transforms, {n[2]} sinks)")
+    line = f"{config_path}: valid ({n[0]} sources, {n[1]} transforms, {n[2]} sinks)"
+    names = sorted({f"${{{name}}}" for names in subs.placeholders.values() for name in names})
+    if names:
+        line += f"; not checked without the environment: {', '.join(names)}"
+    click.echo(line)
 
 
 @main.command()

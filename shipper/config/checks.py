@@ -1,8 +1,11 @@
-"""Checks of a valid config against what it needs to start: free listen addresses, a usable data_dir."""
+"""Checks of a valid config against what it needs to start: free listen addresses, a usable data_dir;
+and the graph of a config whose schema failed, so both kinds of problem are reported in one pass."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from shipper.config.model import ShipperConfig
 from shipper.sources.forward.config import parse_address
@@ -61,3 +64,44 @@ def data_dir_problems(data_dir: str) -> list[tuple[str, str]]:
                 return [("data_dir", f"{data_dir} {where} not a directory")]
             break
     return []
+
+
+@dataclass
+class _Node:
+    inputs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Graph:
+    """The names and inputs of a config the schema refused: what ``graph_problems`` reads."""
+
+    sources: dict[str, _Node]
+    transforms: dict[str, _Node]
+    sinks: dict[str, _Node]
+
+
+def raw_graph_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """The graph problems of parsed config data that failed the schema, as far as it can be read.
+
+    Every component name counts, even one whose settings are broken; only inputs that are a list of
+    strings are followed. "Leads nowhere" is left out when some component's inputs cannot be read.
+    """
+    kinds: dict[str, dict[str, _Node]] = {}
+    unreadable = False
+    for kind in ("sources", "transforms", "sinks"):
+        comps = data.get(kind)
+        kinds[kind] = {}
+        if not isinstance(comps, dict):
+            unreadable = unreadable or comps is not None
+            continue
+        for name, comp in comps.items():
+            inputs = comp.get("inputs", []) if isinstance(comp, dict) else None
+            readable = isinstance(inputs, list) and all(isinstance(i, str) for i in inputs)
+            unreadable = unreadable or (kind != "sources" and not readable)
+            kinds[kind][str(name)] = _Node(list(inputs) if readable and isinstance(inputs, list) else [])
+    graph = _Graph(kinds["sources"], kinds["transforms"], kinds["sinks"])
+    # The model's own check, run over this stand-in, so the graph rules live in one place.
+    problems = ShipperConfig.graph_problems(cast(ShipperConfig, graph))
+    if unreadable:
+        problems = [p for p in problems if not p[1].startswith("is not an input of")]
+    return problems

@@ -4,6 +4,9 @@ Substituting before parsing let a value rewrite the file: ``#`` cut it short, ``
 None, a newline added whole sinks, a comment's ``${VAR}`` had to be set, and a YAML error quoted
 the secret. Here a value lands in the one string that named it and stays a string (pydantic's
 lax parsing still turns ``port: ${PORT}`` into a number). ``$$`` is a literal ``$``.
+
+With ``placeholders=True`` (``validate --no-env``) a variable without a value is left as its
+``${NAME}`` text and its path recorded, so a file's structure can be checked where its secrets are not set.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ class Substitutions:
 
     by_path: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # path -> [(name, value)]
     problems: list[tuple[str, str]] = field(default_factory=list)
+    placeholders: dict[str, list[str]] = field(default_factory=dict)  # path -> names left as ${NAME}
+    keep_unset: bool = False  # leave an unset variable as ${NAME} (a placeholder) instead of a problem
 
     def hide(self, path: str, message: str) -> str:
         """``message`` about ``path`` with every substituted value there replaced by its ``${NAME}``."""
@@ -42,9 +47,12 @@ class Substitutions:
 
 
 def interpolate(data: Any, env: Mapping[str, str], path: str = "", subs: Substitutions | None = None,
-                _done: dict[int, Any] | None = None) -> tuple[Any, Substitutions]:
-    """Return ``data`` with ``${VAR}`` replaced in every string value (keys are left alone)."""
-    subs = Substitutions() if subs is None else subs
+                _done: dict[int, Any] | None = None, *, placeholders: bool = False) -> tuple[Any, Substitutions]:
+    """Return ``data`` with ``${VAR}`` replaced in every string value (keys are left alone).
+
+    ``placeholders``: an unset variable without a default stays ``${NAME}`` instead of being a problem.
+    """
+    subs = Substitutions(keep_unset=placeholders) if subs is None else subs
     done: dict[int, Any] = {} if _done is None else _done
     if isinstance(data, str):
         return _substitute(data, env, path, subs), subs
@@ -77,6 +85,9 @@ def _substitute(text: str, env: Mapping[str, str], path: str, subs: Substitution
             return env[name]
         if default is not None:
             return default
+        if subs.keep_unset:
+            subs.placeholders.setdefault(path or "<root>", []).append(name)
+            return m.group(0)
         subs.problems.append((path or "<root>", f"${{{name}}}: environment variable is not set and has no default"))
         return ""
 

@@ -13,14 +13,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shipper.config.checks import address_problems
+from shipper.config.checks import address_problems, raw_graph_problems
 from shipper.config.interpolate import VARIABLE, Substitutions, interpolate
 from shipper.config.model import ShipperConfig
 from shipper.config.numbers import number_problems
 from shipper.config.yaml_text import read_yaml
 from shipper.errors import ConfigError
 
-__all__ = ["interpolate", "load_config", "parse_config"]
+__all__ = ["interpolate", "load_config", "load_config_checked", "parse_config", "parse_config_checked"]
 
 
 def _key_path(loc: tuple[Any, ...]) -> str:
@@ -33,27 +33,62 @@ def _key_path(loc: tuple[Any, ...]) -> str:
     return "".join(parts)
 
 
-def parse_config(text: str, source: str = "config", env: Mapping[str, str] | None = None) -> ShipperConfig:
-    """Parse and validate config text; raises :class:`ConfigError` listing every problem."""
+def parse_config(text: str, source: str = "config", env: Mapping[str, str] | None = None, *,
+                 placeholders: bool = False) -> ShipperConfig:
+    """Parse and validate config text; raises :class:`ConfigError` listing every problem.
+
+    ``placeholders`` (``validate --no-env``): an unset ``${VAR}`` stays as its text, and a value that
+    is invalid only because it is such a placeholder is left out (the field takes its default).
+    """
+    return parse_config_checked(text, source, env, placeholders=placeholders)[0]
+
+
+def parse_config_checked(text: str, source: str = "config", env: Mapping[str, str] | None = None, *,
+                         placeholders: bool = False) -> tuple[ShipperConfig, Substitutions]:
+    """:func:`parse_config`, also returning where variables were substituted or left as placeholders."""
     raw, problems = read_yaml(text, keep=VARIABLE)
     if problems:
         raise ConfigError(problems, source)
-    data, subs = interpolate(raw, os.environ if env is None else env)
+    data, subs = interpolate(raw, os.environ if env is None else env, placeholders=placeholders)
     if subs.problems:
         raise ConfigError(subs.problems, source)
     if not isinstance(data, dict):
         raise ConfigError([("<root>", "expected a mapping of settings")], source)
-    try:
-        config = ShipperConfig.model_validate(data)
-    except ValidationError as exc:
-        for err in exc.errors(include_input=False, include_url=False):
-            path = _key_path(_without_union_tag(tuple(err["loc"]))) or "<root>"
-            problems.append((path, err["msg"]))
-        raise ConfigError(_hidden(problems, subs), source) from None
+    config, problems = _validate(data, subs)
+    if config is None:
+        # The schema failed, but the names and inputs can often still be read: report both at once.
+        problems += [p for p in raw_graph_problems(data) if p not in problems]
+        raise ConfigError(_hidden(problems, subs), source)
     problems = number_problems(config) + config.graph_problems() + address_problems(config)
     if problems:
         raise ConfigError(_hidden(problems, subs), source)
-    return config
+    return config, subs
+
+
+def _validate(data: dict[str, Any], subs: Substitutions) -> tuple[ShipperConfig | None, list[tuple[str, str]]]:
+    """The model, or the schema's problems; placeholders that fail their field are dropped and it is tried again."""
+    for _attempt in range(2):
+        try:
+            return ShipperConfig.model_validate(data), []
+        except ValidationError as exc:
+            errors = [(_without_union_tag(tuple(e["loc"])), e["msg"])
+                      for e in exc.errors(include_input=False, include_url=False)]
+        problems = [(_key_path(loc) or "<root>", msg) for loc, msg in errors if _key_path(loc) not in subs.placeholders]
+        if problems or _attempt:
+            return None, problems
+        for loc, _msg in errors:
+            _drop(data, loc)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _drop(data: Any, loc: tuple[Any, ...]) -> None:
+    try:
+        for key in loc[:-1]:
+            data = data[key]
+    except (KeyError, IndexError, TypeError):
+        return
+    if isinstance(data, dict):
+        data.pop(loc[-1], None)
 
 
 def _hidden(problems: list[tuple[str, str]], subs: Substitutions) -> list[tuple[str, str]]:
@@ -70,8 +105,14 @@ def _without_union_tag(loc: tuple[Any, ...]) -> tuple[Any, ...]:
 _TAGS = {"file", "forward", "loki", "elasticsearch", "cloudwatch", "s3", "add_fields", "filter", "redact"}
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> ShipperConfig:
+def load_config(path: str | Path, env: Mapping[str, str] | None = None, *, placeholders: bool = False) -> ShipperConfig:
     """Read and validate the config file at ``path`` (UTF-8 YAML)."""
+    return load_config_checked(path, env, placeholders=placeholders)[0]
+
+
+def load_config_checked(path: str | Path, env: Mapping[str, str] | None = None, *,
+                        placeholders: bool = False) -> tuple[ShipperConfig, Substitutions]:
+    """:func:`load_config`, also returning where variables were substituted or left as placeholders."""
     p = Path(path)
     try:
         data = p.read_bytes()
@@ -83,4 +124,4 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Shipp
         line = data.count(b"\n", 0, exc.start) + 1
         raise ConfigError([("<file>", f"{p} is not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line})")],
                           str(p)) from None
-    return parse_config(text, str(p), env)
+    return parse_config_checked(text, str(p), env, placeholders=placeholders)
