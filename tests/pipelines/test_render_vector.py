@@ -135,6 +135,31 @@ def test_invalid_config_exits_2(tmp_path: Path) -> None:
     assert "sources.a.include" in result.output
 
 
+def test_s3_sink_is_left_out_with_a_note(tmp_path: Path) -> None:
+    config = tmp_path / "s3.yaml"
+    config.write_text(
+        "sources: {app: {type: file, include: [/var/log/containers/*.log]}}\n"
+        "sinks:\n"
+        "  archive: {type: s3, inputs: [app], url: 'file:///tmp/ecvi-archive'}\n"
+        "  out: {type: file, inputs: [app], path: ./out.ndjson}\n"
+    )
+    text, out = _render(config)
+    assert "archive" not in out["sinks"]
+    assert "archive_prepare" not in out["transforms"]
+    assert all("type" in s for s in out["sinks"].values())
+    assert "#   - sinks.archive: the s3 sink is not rendered: " in text
+    assert out["sinks"]["out"]["type"] == "file"
+
+
+def test_every_sink_type_is_rendered_or_named_as_not_rendered() -> None:
+    from pipelines.vector import NOT_RENDERED, SINK_RENDERERS
+    from shipper.sinks.registry import SINK_CONFIGS
+
+    for config_class in SINK_CONFIGS:
+        assert (config_class in SINK_RENDERERS) != (config_class in NOT_RENDERED), config_class
+    assert set(SINK_RENDERERS) | set(NOT_RENDERED) == set(SINK_CONFIGS)
+
+
 def test_bad_vector_version() -> None:
     result = CliRunner().invoke(render, ["vector", "-c", str(CONTRACT), "--vector-version", "latest"])
     assert result.exit_code == 2
