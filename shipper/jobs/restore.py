@@ -136,14 +136,14 @@ class _Replayer:
                                   "request": {"concurrency": 1, "retry": _RETRY}}
         if self.kind == "file":
             if not spec.path:
-                raise JobError("restore --to file needs --path (strftime fields allowed, "
+                raise JobError("restore --target file needs --path (strftime fields allowed, "
                                "e.g. ./restore/%Y-%m-%d.ndjson)")
             return FileSinkConfig.model_validate({**common, "type": "file", "path": spec.path}), FileSink
         if self.kind == "elasticsearch":
             data = base.model_dump(exclude_unset=True) if isinstance(base, ElasticsearchSinkConfig) else {}
             endpoint = spec.endpoint or data.get("endpoint")
             if not endpoint:
-                raise JobError("restore --to elasticsearch needs --endpoint (or an elasticsearch sink in --config)")
+                raise JobError("restore --target elasticsearch needs --endpoint (or an elasticsearch sink in --config)")
             data.update(common, type="elasticsearch", endpoint=endpoint, index=spec.index or self._default_index(base),
                         mode="index", **_UNGUARDED_ES,
                         batch={"max_events": 1000, "max_bytes": 5 * 1048576, "timeout_secs": 1})
@@ -152,7 +152,7 @@ class _Replayer:
         data = base.model_dump(exclude_unset=True) if isinstance(base, LokiSinkConfig) else {}
         endpoint = spec.endpoint or data.get("endpoint")
         if not endpoint:
-            raise JobError("restore --to loki needs --endpoint (or a loki sink in --config)")
+            raise JobError("restore --target loki needs --endpoint (or a loki sink in --config)")
         extra = spec.labels if spec.labels is not None else {"restored": self.day.isoformat()}
         if key is None:  # not a Loki archive: the configured label templates
             labels = dict(data.get("labels") or {"service": "{{ service }}"})
