@@ -13,7 +13,7 @@ from typing import Any
 
 from logging_config import DEFAULT_SECRET_KEYS, DEFAULT_SECRET_WORDS, REDACTED
 from shipper.sources.file.kubernetes import _CONTAINERS, _PODS
-from shipper.templates import _compile
+from shipper.templates import compile_template
 from shipper.transforms import _LEVELS
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -74,7 +74,7 @@ def literal(value: Any) -> str:
 
 def template(value: str, missing: str = "") -> str:
     """A shipper ``{{ field }}`` template as a VRL string expression (``missing`` for absent fields)."""
-    literals, fields = _compile(value)
+    literals, fields = compile_template(value)
     if not fields:
         return string(value)
     parts: list[str] = []
@@ -89,7 +89,7 @@ def template(value: str, missing: str = "") -> str:
 
 def template_fields(value: str) -> list[str]:
     """The field paths a template reads."""
-    return list(_compile(value)[1])
+    return list(compile_template(value)[1])
 
 
 def parse_program(source_name: str, kind: str, fmt: str, kubernetes_metadata: bool) -> str:

@@ -22,8 +22,8 @@ WINDOW_SECS = 3600.0
 
 
 @lru_cache(maxsize=1024)
-def _compile(template: str) -> tuple[list[str], list[str]]:
-    """Split into literal parts and field paths (literals has one more element than fields)."""
+def compile_template(template: str) -> tuple[list[str], list[str]]:
+    """``(literals, field paths)`` of ``template``; ``literals`` has one more element (cached)."""
     literals: list[str] = []
     fields: list[str] = []
     pos = 0
@@ -35,18 +35,13 @@ def _compile(template: str) -> tuple[list[str], list[str]]:
     return literals, fields
 
 
-def compile_template(template: str) -> tuple[list[str], list[str]]:
-    """``(literals, field paths)`` of ``template``; ``literals`` has one more element (cached)."""
-    return _compile(template)
-
-
 def is_template(text: str) -> bool:
     return bool(_FIELD.search(text))
 
 
 def render(template: str, event: Event, missing: str = "") -> str:
     """Fill in each ``{{ path }}`` from the record, then the metadata; ``missing`` when absent."""
-    literals, fields = _compile(template)
+    literals, fields = compile_template(template)
     if not fields:
         return template
     out = [literals[0]]

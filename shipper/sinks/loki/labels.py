@@ -60,17 +60,14 @@ def format_labels(pairs: Iterable[tuple[str, str]]) -> str:
     return "{" + ", ".join(f'{k}="{escape_label_value(v)}"' for k, v in sorted(pairs)) + "}"
 
 
-lookup = lookup_path  # the same answer as ``Event.get`` for a pre-split dotted path
-
-
 def field_getter(path: str) -> Getter:
-    """A fast :func:`lookup` of one path: ``(record, meta) -> value`` (paths of one or two parts)."""
+    """A fast :func:`lookup_path` of one path: ``(record, meta) -> value`` (paths of one or two parts)."""
     parts = tuple(path.split("."))
     if len(parts) == 1:
         (key,) = parts
 
         if key in AUTHORITATIVE_ROOTS:
-            return lambda record, meta: lookup(record, meta, parts)
+            return lambda record, meta: lookup_path(record, meta, parts)
 
         def get1(record: dict[str, Any], meta: dict[str, Any]) -> Any:
             v = record.get(key, MISSING)
@@ -78,10 +75,10 @@ def field_getter(path: str) -> Getter:
 
         return get1
     if len(parts) != 2:
-        return lambda record, meta: lookup(record, meta, parts)
+        return lambda record, meta: lookup_path(record, meta, parts)
     a, b = parts
     if a in AUTHORITATIVE_ROOTS:
-        return lambda record, meta: lookup(record, meta, parts)
+        return lambda record, meta: lookup_path(record, meta, parts)
 
     def get2(record: dict[str, Any], meta: dict[str, Any]) -> Any:
         for root in (record, meta):
