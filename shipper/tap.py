@@ -15,7 +15,7 @@ from shipper.api.server import describe_bind_error
 from shipper.config import ShipperConfig
 from shipper.errors import StartupError
 from shipper.event import Event
-from shipper.sources.base import Deliver
+from shipper.sources.base import Deliver, Source
 from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.file.source import FileSource
 from shipper.sources.forward.server import ForwardSource
@@ -54,7 +54,7 @@ async def run_tap(config: ShipperConfig, sink: str | None, limit: int) -> None:
 
         return deliver
 
-    sources: list[FileSource | ForwardSource] = []
+    sources: list[Source] = []
     tasks = []
     for name, cfg in config.sources.items():
         if isinstance(cfg, FileSourceConfig):

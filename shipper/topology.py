@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from shipper import metrics
 from shipper.api.health import HEARTBEAT_INTERVAL_SECS, Health
@@ -27,6 +27,7 @@ from shipper.errors import StartupError
 from shipper.event import Event
 from shipper.sinks._common.driver import SinkDriver
 from shipper.sinks.registry import build_sink
+from shipper.sources.base import Source
 from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.file.source import FileSource
 from shipper.transforms import Transform, build_transform
@@ -133,7 +134,7 @@ class Topology:
         self.data_dir = Path(config.data_dir)
         self.buffers: dict[str, DiskBuffer] = {}
         self.drivers: dict[str, SinkDriver] = {}
-        self.sources: dict[str, Any] = {}
+        self.sources: dict[str, Source] = {}
         self._lock = lock
         self._own_lock = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -229,7 +230,7 @@ class Topology:
             self.health.set_source(name, True)
             up.set(1)
             try:
-                await self.sources[name].run()
+                await cast(FileSource, self.sources[name]).run()  # _supervise runs file sources only
                 return
             except BufferClosed:  # the topology is stopping
                 return
@@ -255,7 +256,7 @@ class Topology:
 
     def _restart_source(self, name: str, config: FileSourceConfig) -> bool:
         """Replace a dead file source with a fresh one reading from the checkpoints it had saved."""
-        old = self.sources[name]
+        old = cast(FileSource, self.sources[name])
         try:
             self.checkpoint()  # what it delivered is durable; resume right after it
         except OSError as exc:

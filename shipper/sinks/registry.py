@@ -8,7 +8,7 @@ class here, nowhere else.
 from __future__ import annotations
 
 import importlib
-from typing import Any, get_args
+from typing import get_args
 
 from pydantic import BaseModel
 
@@ -38,8 +38,8 @@ _IMPLEMENTATIONS: dict[str, str] = {config_tag(c): c.SINK_CLASS for c in SINK_CO
 SINK_TAGS: frozenset[str] = frozenset(_IMPLEMENTATIONS)
 
 
-def build_sink(name: str, config: AnySinkConfig, data_dir: str) -> Sink[Any]:
+def build_sink(name: str, config: AnySinkConfig, data_dir: str) -> Sink:
     """Instantiate the sink class registered for ``config.type``."""
     module, _, cls = _IMPLEMENTATIONS[config.type].partition(":")
-    sink_cls: type[Sink[Any]] = getattr(importlib.import_module(module), cls)
+    sink_cls: type[Sink] = getattr(importlib.import_module(module), cls)
     return sink_cls(name, config, data_dir)

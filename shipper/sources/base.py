@@ -1,8 +1,10 @@
-"""What every source is given: a ``deliver`` coroutine that makes a batch durable downstream."""
+"""What every source is given (a ``deliver`` coroutine that makes a batch durable downstream) and
+what every running source offers (:class:`Source`)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from shipper.event import Event
 
@@ -12,3 +14,14 @@ Deliver = Callable[[list[Event]], Awaitable[None]]
 It waits (backpressure) while a buffer is full. A source moves its checkpoint or sends its
 acknowledgement only after it returns; if it raises, the source must not acknowledge.
 """
+
+
+class Source(Protocol):
+    """A running source, as the topology and ``ecvi-logs tap`` hold it: it stops the same way
+    whatever its type (a file source also runs as a task; a forward source listens once started)."""
+
+    name: str
+
+    async def stop(self) -> None:
+        """Stop reading or accepting; what was delivered stays acknowledged."""
+        ...

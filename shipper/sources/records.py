@@ -39,7 +39,8 @@ def parse_rfc3339_ns(value: str) -> int | None:
             whole = _parse_rfc3339_ns(prefix + "Z")
             secs = _SECONDS[prefix] = None if whole is None else whole // 1_000_000_000
         if secs is not None:
-            return secs * 1_000_000_000 + int(value[20:-1].ljust(9, "0"))
+            ns: int = secs * 1_000_000_000 + int(value[20:-1].ljust(9, "0"))
+            return ns
     return _parse_rfc3339_ns(value)
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import abc
-from typing import Generic, TypeVar
+from typing import Generic
+
+from typing_extensions import TypeVar
 
 from shipper.event import Event
 from shipper.sinks._common.config import SinkConfigBase
 from shipper.sinks._common.outcome import SendOutcome
 
-ConfigT = TypeVar("ConfigT", bound=SinkConfigBase, covariant=True)
+# The default lets shared code (driver, replay, restore) say just ``Sink``.
+ConfigT = TypeVar("ConfigT", bound=SinkConfigBase, covariant=True, default=SinkConfigBase)
 
 
 class Sink(abc.ABC, Generic[ConfigT]):

@@ -33,7 +33,8 @@ def entry_time_ns(t: Any, now_ns: Callable[[], int]) -> int | None:
         if not math.isfinite(t):
             return None
         seconds = int(t)  # split first: t * 1e9 as a float loses the sub-microsecond digits
-        return seconds * 1_000_000_000 + round((t - seconds) * 1_000_000_000)
+        ns: int = seconds * 1_000_000_000 + round((t - seconds) * 1_000_000_000)
+        return ns
     if kind is msgpack.Timestamp:
         return int(t.to_unix_nano())
     if kind is list and len(t) == 2 and type(t[0]) is not list:
@@ -124,7 +125,8 @@ def _clean_key(k: Any) -> str:
     if kind is str:
         return repair_str(k)
     if kind is bytes:
-        return k.decode("utf-8", "replace")
+        text: str = k.decode("utf-8", "replace")
+        return text
     return str(_clean(k, _MAX_DEPTH - 1))
 
 

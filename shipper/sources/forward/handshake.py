@@ -78,7 +78,8 @@ def new_nonce() -> bytes:
 
 def encode_helo(nonce: bytes, keepalive: bool) -> bytes:
     """The HELO the server sends as soon as a client connects."""
-    return msgpack.packb(["HELO", {"nonce": nonce, "auth": "", "keepalive": keepalive}])
+    helo: bytes = msgpack.packb(["HELO", {"nonce": nonce, "auth": "", "keepalive": keepalive}])
+    return helo
 
 
 def answer_ping(frame: Any, nonce: bytes, shared_key: str, self_hostname: str) -> Pong:

@@ -132,7 +132,7 @@ class FrameDecoder:
         if self._scanner is None:
             return 0
         # The scanner object itself is ~40 KiB: msgpack embeds its 1024-level parse stack.
-        held = self._frame.__sizeof__() + self._scanner.__sizeof__() + self._scanner_bytes
+        held: int = self._frame.__sizeof__() + self._scanner.__sizeof__() + self._scanner_bytes
         return max(UNPACKER_BUFFER_BYTES, held)
 
     @property
@@ -247,7 +247,8 @@ def decode_message(
 
 def encode_ack(chunk: Any) -> bytes:
     """The ``{"ack": chunk}`` reply, echoing the client's chunk id byte for byte."""
-    return msgpack.packb({"ack": chunk}, unicode_errors="surrogateescape")
+    ack: bytes = msgpack.packb({"ack": chunk}, unicode_errors="surrogateescape")
+    return ack
 
 
 def gunzip(data: bytes, max_bytes: int) -> bytes:
