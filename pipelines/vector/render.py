@@ -49,7 +49,8 @@ class Rendered:
             header.append("# It keeps the config's environment variable references: run Vector with")
             header.append("# --dangerously-allow-env-var-interpolation (Vector >= 0.57).")
             header.append("# A doubled dollar sign is a literal one.")
-        header.append("# Check it with `vector validate` and `vector test` (the tests: section).")
+        header.append("# Check it with `vector validate --no-environment --dangerously-allow-env-var-interpolation "
+                      "FILE` and `vector test --dangerously-allow-env-var-interpolation FILE` (the tests: section).")
         if self.notes:
             header.append("# Not carried over exactly:")
             header.extend(f"#   - {note}" for note in self.notes)

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from shipper.config.checks import address_problems, raw_graph_problems
 from shipper.config.interpolate import VARIABLE, Substitutions, interpolate
+from shipper.config.model import COMPONENT_TAGS as _TAGS
 from shipper.config.model import ShipperConfig
 from shipper.config.numbers import number_problems
 from shipper.config.yaml_text import read_yaml
@@ -102,7 +103,6 @@ def _without_union_tag(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return loc
 
 
-_TAGS = {"file", "forward", "loki", "elasticsearch", "cloudwatch", "s3", "add_fields", "filter", "redact"}
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None, *, placeholders: bool = False) -> ShipperConfig:

@@ -36,7 +36,7 @@ from shipper.sinks._common.dead_letter import (
 )
 from shipper.sinks._common.driver import split_batches
 from shipper.sinks._common.outcome import SendOutcome
-from shipper.sinks.registry import build_sink
+from shipper.sinks.registry import AnySinkConfig, build_sink
 
 
 @dataclass
@@ -96,7 +96,7 @@ async def replay_dead_letters(config: ShipperConfig, sink_name: str, sink: Sink 
     return result
 
 
-async def _send(scfg: object, sink_name: str, data_dir: str, events: list[Event],
+async def _send(scfg: AnySinkConfig, sink_name: str, data_dir: str, events: list[Event],
                 sink: Sink | None) -> dict[int, str]:
     """Send ``events`` in batches; returns the reason of each one not accepted, by ``id()``."""
     failed: dict[int, str] = {}
@@ -105,7 +105,7 @@ async def _send(scfg: object, sink_name: str, data_dir: str, events: list[Event]
         await sink.start()
     except Exception as exc:  # the backend is still unusable: every entry stays, with this reason
         return {id(e): f"{type(exc).__name__}: {exc}" for e in events}
-    batch_cfg = scfg.batch  # type: ignore[attr-defined]
+    batch_cfg = scfg.batch
     try:
         for batch in split_batches(events, batch_cfg.max_events, batch_cfg.max_bytes, sink.event_size):
             try:
