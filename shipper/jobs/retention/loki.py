@@ -13,11 +13,12 @@ import copy
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from shipper.jobs.errors import BackendError
+from shipper.jobs.errors import BackendError, JobError
 from shipper.jobs.http import JobHttp
 from shipper.jobs.retention.report import Finding
 
@@ -184,3 +185,37 @@ def check_running(http: JobHttp, days: int, streams: list[StreamRetention] | Non
     if runtime:
         out += check_runtime_overrides(runtime, days, f"{http.base_url}/runtime_config")
     return out
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The Loki config at ``path``; ``ValueError`` (one line, a usage error) when the file cannot be read."""
+    try:
+        current = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ValueError(f"--loki-config: cannot read {path}: {exc.strerror}") from None
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"--loki-config: {path} is not UTF-8 YAML ({type(exc).__name__})") from None
+    if not isinstance(current, dict):
+        raise JobError(f"{path} is not a YAML mapping")
+    return current
+
+
+def apply_to_file(path: Path, days: int, streams: list[StreamRetention], *, dry_run: bool) -> list[Finding]:
+    """Merge the retention settings into the Loki config at ``path`` (keeping a ``.bak`` of it).
+
+    Returns the findings of the file before the change, each marked with what was (or would be) done.
+    """
+    current = read_config_file(path)
+    before = check_config(current, days, streams, str(path))
+    merged = merge_settings(current, retention_settings(days, streams))
+    if merged != current and not dry_run:
+        backup = path.with_name(path.name + ".bak")
+        backup.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+        path.write_text(yaml.safe_dump(merged, sort_keys=False), encoding="utf-8")
+    for f in before:
+        if not f.ok:
+            f.ok = True
+            f.action = "would set" if dry_run else "set (restart Loki)"
+        else:
+            f.action = "unchanged"
+    return before

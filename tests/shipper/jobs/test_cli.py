@@ -9,7 +9,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from shipper.archive import days as days_mod
 from shipper.jobs import cli as jobs_cli
+from shipper.jobs.cli.output import ProgressBar
+from shipper.jobs.exporters import factory
 
 from ._support import DAY, ScriptedExporter, sample_units
 
@@ -28,7 +31,7 @@ def run(main: click.Group, *args: str) -> Any:
 
 @pytest.fixture
 def scripted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(jobs_cli, "_exporter", lambda backend, *a, **kw: ScriptedExporter(sample_units(), backend))
+    monkeypatch.setattr(factory, "open_exporter", lambda backend, *a, **kw: ScriptedExporter(sample_units(), backend))
 
 
 def test_help(main: click.Group) -> None:
@@ -132,7 +135,7 @@ def test_no_backend_is_a_usage_error(main: click.Group) -> None:
 
 
 def test_progress_bar_only_on_a_terminal() -> None:
-    bar = jobs_cli._Bar()
+    bar = ProgressBar()
     bar.start("loki 2025-01-15", 3)
     bar.unit_done(10)
     bar.finish()
@@ -140,16 +143,14 @@ def test_progress_bar_only_on_a_terminal() -> None:
 
 
 def test_checking_against_a_backend_reuses_what_the_archive_recorded() -> None:
-    kw = dict.fromkeys(("sink_name", "loki_url", "tenant", "es_url", "index", "cw_prefix", "region",
-                        "aws_endpoint", "profile"))
-    loki = jobs_cli._exporter("loki", None, kw, recorded={
+    loki = factory.open_exporter("loki", None, recorded={
         "backend": "loki", "endpoint": "http://loki:3100", "tenant": "t1", "selectors": ['{run="x"}']})
     assert (loki.selectors, loki.tenant, loki.http.base_url) == (['{run="x"}'], "t1", "http://loki:3100")  # type: ignore[attr-defined]
-    es = jobs_cli._exporter("elasticsearch", None, kw, recorded={
+    es = factory.open_exporter("elasticsearch", None, recorded={
         "backend": "elasticsearch", "endpoint": "http://es:9200", "pattern": "logs-*"})
     assert es.pattern == "logs-*"  # type: ignore[attr-defined]
-    kw["loki_url"] = "http://other:3100"
-    other = jobs_cli._exporter("loki", None, kw, selectors=('{a="b"}',), recorded={"backend": "loki"})
+    other = factory.open_exporter("loki", None, loki_url="http://other:3100", selectors=('{a="b"}',),
+                                  recorded={"backend": "loki"})
     assert (other.selectors, other.http.base_url) == (['{a="b"}'], "http://other:3100")  # type: ignore[attr-defined]
 
 
@@ -194,14 +195,14 @@ def test_settled_runs_catch_up_after_a_failed_night_and_re_archive_late_lines(
 
     data = sample_units()
     exporter = _Nightly(data)
-    monkeypatch.setattr(jobs_cli, "_exporter", lambda *a, **kw: exporter)
+    monkeypatch.setattr(factory, "open_exporter", lambda *a, **kw: exporter)
     archive, prom = tmp_path / "archive", tmp_path / "ecvi_archive.prom"
     args = ["archive", "run", "--backend", "loki", "--settled", "26h", "--to", archive.as_uri(),
             "--textfile", str(prom), "--json"]
 
     def night(day_after: int) -> dict[str, Any]:
         now = datetime(2025, 1, 15, 3, 0, tzinfo=UTC) + timedelta(days=day_after)
-        monkeypatch.setattr(jobs_cli, "utcnow", lambda: now)
+        monkeypatch.setattr(days_mod, "utcnow", lambda: now)
         result = run(main, *args)
         return {"exit": result.exit_code, **orjson.loads(result.output)}
 
