@@ -12,9 +12,9 @@ import re
 from typing import Any
 
 from logging_config import DEFAULT_SECRET_KEYS, DEFAULT_SECRET_WORDS, REDACTED
-from shipper.sources.file.kubernetes import _CONTAINERS, _PODS
+from shipper.sources.file.kubernetes import CONTAINER_LOG_PATH, POD_LOG_PATH
 from shipper.templates import compile_template
-from shipper.transforms import _LEVELS
+from shipper.transforms import LEVEL_RANKS
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MISSING_VALUE = "unknown"
@@ -148,12 +148,12 @@ def parse_program(source_name: str, kind: str, fmt: str, kubernetes_metadata: bo
             lines.append("k8s = {}")
             if kubernetes_metadata:
                 lines += [
-                    f"found, err = parse_regex(file, {regex(_CONTAINERS.pattern)})",
+                    f"found, err = parse_regex(file, {regex(CONTAINER_LOG_PATH.pattern)})",
                     "if err == null {",
                     "  k8s = {\"namespace\": found.ns, \"pod_name\": found.pod, "
                     "\"container_name\": found.container, \"container_id\": found.id}",
                     "} else {",
-                    f"  found, err = parse_regex(file, {regex(_PODS.pattern)})",
+                    f"  found, err = parse_regex(file, {regex(POD_LOG_PATH.pattern)})",
                     "  if err == null {",
                     "    k8s = {\"namespace\": found.ns, \"pod_name\": found.pod, "
                     "\"container_name\": found.container, \"pod_uid\": found.uid}",
@@ -221,13 +221,13 @@ def filter_condition(min_level: str | None, match: dict[str, str]) -> str:
     """A VRL condition keeping what the shipper's ``filter`` transform keeps."""
     parts: list[str] = []
     if min_level:
-        floor = _LEVELS[min_level]
-        allowed = sorted(name for name, rank in _LEVELS.items() if rank >= floor)
+        floor = LEVEL_RANKS[min_level]
+        allowed = sorted(name for name, rank in LEVEL_RANKS.items() if rank >= floor)
         # A missing or unknown level counts as INFO, as in the shipper.
         level = "upcase(to_string(.level) ?? \"INFO\")"
-        known = literal(sorted(_LEVELS))
+        known = literal(sorted(LEVEL_RANKS))
         rank_ok = f"includes({literal(allowed)}, {level})"
-        if _LEVELS["INFO"] >= floor:
+        if LEVEL_RANKS["INFO"] >= floor:
             rank_ok = f"({rank_ok} || !includes({known}, {level}))"
         parts.append(rank_ok)
     for field, want in match.items():

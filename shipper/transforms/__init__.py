@@ -10,7 +10,8 @@ from shipper.transforms.config import AddFieldsConfig, FilterConfig, RedactConfi
 
 Transform = Callable[[list[Event]], list[Event]]
 
-_LEVELS = {"DEBUG": 10, "INFO": 20, "WARN": 30, "WARNING": 30, "ERROR": 40, "CRITICAL": 50, "FATAL": 50}
+#: Severity ranks of level names for ``filter.min_level`` (unknown levels rank as INFO).
+LEVEL_RANKS = {"DEBUG": 10, "INFO": 20, "WARN": 30, "WARNING": 30, "ERROR": 40, "CRITICAL": 50, "FATAL": 50}
 
 
 def build_transform(config: AddFieldsConfig | FilterConfig | RedactConfig) -> Transform:
@@ -34,12 +35,12 @@ def _add_fields(cfg: AddFieldsConfig) -> Transform:
 
 
 def _filter(cfg: FilterConfig) -> Transform:
-    floor = _LEVELS[cfg.min_level] if cfg.min_level else None
+    floor = LEVEL_RANKS[cfg.min_level] if cfg.min_level else None
 
     def keep(e: Event) -> bool:
         if floor is not None:
             level = str(e.record.get("level", "INFO")).upper()
-            if _LEVELS.get(level, 20) < floor:
+            if LEVEL_RANKS.get(level, 20) < floor:
                 return False
         return all(str(e.get(path)) == want for path, want in cfg.match.items())
 
