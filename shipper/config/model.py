@@ -32,7 +32,7 @@ class ApiConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     address: str = Field("127.0.0.1:9100", description="host:port to listen on.")
-    enabled: bool = True
+    enabled: bool = Field(True, description="Serve /metrics, /health and /ready on 'address'.")
 
     @field_validator("address")
     @classmethod

@@ -24,7 +24,9 @@ class FilterConfig(_TransformBase):
     """Keep only events whose level is at least ``min_level`` and whose fields match ``match``."""
 
     type: Literal["filter"]
-    min_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None = None
+    min_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None = Field(
+        None, description="Keep events at this level or above (an event without a known level counts as INFO)."
+    )
     match: dict[str, str] = Field(default_factory=dict, description="Field path to required value.")
 
 

@@ -13,10 +13,12 @@ class HttpAuthConfig(BaseModel):
     """Basic or bearer authentication; secrets are never printed."""
 
     model_config = ConfigDict(extra="forbid")
-    strategy: Literal["basic", "bearer"] = "basic"
-    user: str | None = None
-    password: SecretStr | None = None
-    token: SecretStr | None = None
+    strategy: Literal["basic", "bearer"] = Field(
+        "basic", description="'basic' (user and password) or 'bearer' (an Authorization: Bearer token)."
+    )
+    user: str | None = Field(None, description="User name for basic authentication.")
+    password: SecretStr | None = Field(None, description="Password for basic authentication (never printed).")
+    token: SecretStr | None = Field(None, description="Token for bearer authentication (never printed).")
 
     def headers(self) -> dict[str, str]:
         if self.strategy == "bearer":
