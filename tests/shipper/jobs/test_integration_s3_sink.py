@@ -96,7 +96,8 @@ def test_ingest_seal_verify_restore(aws_env: Moto, es: Elasticsearch, loki: Loki
     assert to_loki.exit_code == 0, to_loki.output
     loki_flush(loki.url)
     start = min(e.ts_ns for e in expected)
-    found = loki.entries(f'{{restored="{run}"}}', start, start + 86_400 * 10**9, limit=5000)
+    # Old lines become queryable as the ingester flushes them: poll until all are there.
+    found = loki.wait_for_entries(f'{{restored="{run}"}}', len(expected), start, start + 86_400 * 10**9)
     assert sorted((ts, line) for ts, line, _ in found) == sorted((e.ts_ns, e.raw) for e in expected)
     assert {labels["service"] for _, _, labels in found} == {"api", "worker"}
 
