@@ -39,7 +39,7 @@ from shipper.archive.objects import DEFAULT_MAX_OBJECT_BYTES, Part, PartWriter, 
 from shipper.archive.storage.base import ObjectStore
 from shipper.jobs.errors import JobError
 from shipper.jobs.exporters.base import Exporter, Unit
-from shipper.jobs.verify import read_manifest, verify_day
+from shipper.jobs.verify import read_manifest, verify_day, write_manifest
 
 log = logging.getLogger("shipper.jobs")
 
@@ -295,14 +295,10 @@ def _export_day(exporter: Exporter, store: ObjectStore, day: date, now: datetime
                                           concurrency=concurrency)
     remove_stale(store, day, entries, version)
     manifest = build_manifest(day, "export", exporter.source(), entries, created_at=now, version=version)
-    data = manifest.to_json()
-    if version > 1:  # the kept copy first: manifest.json never names a version that is not kept
-        store.put(manifest_key(day, version), data, sha256_hex(data))
-    store.put(manifest_key(day), data, sha256_hex(data))
-    check = verify_day(store, day, deep=False)  # read back: the store holds what the manifest says
-    if not check.ok:
+    problems = write_manifest(store, day, manifest, version)
+    if problems:
         return DayResult(day, "failed", error="the archive written does not read back as written",
-                         problems=[str(p) for p in check.problems], version=version)
+                         problems=problems, version=version)
     result.verified = True
     return _from_manifest(result, manifest)
 

@@ -20,7 +20,7 @@ from shipper.archive.objects import OBJECT_SUFFIX, scan_object, sha256_hex
 from shipper.archive.storage.base import ObjectStore
 from shipper.jobs.archive import DayResult
 from shipper.jobs.errors import JobError
-from shipper.jobs.verify import read_manifest, verify_day
+from shipper.jobs.verify import read_manifest, write_manifest
 
 INGEST_SOURCE: dict[str, Any] = {"backend": "ingest", "writer": "s3 sink"}
 
@@ -72,11 +72,9 @@ def _seal_day(store: ObjectStore, day: date, now: datetime, force: bool) -> DayR
             min_ts_ns=scan.min_ts_ns if scan.min_ts_ns is not None else start,
             max_ts_ns=scan.max_ts_ns if scan.max_ts_ns is not None else start))
     manifest = build_manifest(day, "ingest", INGEST_SOURCE, entries, created_at=now)
-    body = manifest.to_json()
-    store.put(manifest_key(day), body, sha256_hex(body))
-    check = verify_day(store, day, deep=False)
-    if not check.ok:
+    problems = write_manifest(store, day, manifest)
+    if problems:
         return DayResult(day, "failed", error="the manifest written does not read back as written",
-                         problems=[str(p) for p in check.problems])
+                         problems=problems)
     return DayResult(day, "sealed", events=manifest.events, objects=len(entries), bytes=manifest.bytes,
                      uncompressed_bytes=manifest.uncompressed_bytes)

@@ -19,7 +19,7 @@ from datetime import date, datetime
 
 from shipper.archive.days import is_over
 from shipper.archive.errors import ManifestError, ObjectMissing
-from shipper.archive.layout import day_prefix, manifest_key, slice_manifest_key
+from shipper.archive.layout import day_prefix, slice_manifest_key
 from shipper.archive.manifest import Manifest, build_manifest, parse_manifest
 from shipper.archive.objects import sha256_hex
 from shipper.archive.storage.base import ObjectStore
@@ -33,7 +33,7 @@ from shipper.jobs.archive import (
 )
 from shipper.jobs.errors import JobError
 from shipper.jobs.exporters.base import Exporter
-from shipper.jobs.verify import read_manifest, verify_day
+from shipper.jobs.verify import read_manifest, verify_day, write_manifest
 
 
 def slice_of(unit: str, slices: int) -> int:
@@ -103,12 +103,10 @@ def merge_slices(store: ObjectStore, day: date, slices: int, *, now: datetime) -
             raise JobError(f"{store.describe(day_prefix(day) + entry.key)} is not what its slice lists")
     source = {k: v for k, v in parts[0].source.items() if k != "slice"} | {"slices": slices}
     manifest = build_manifest(day, "export", source, entries, created_at=now)
-    body = manifest.to_json()
-    store.put(manifest_key(day), body, sha256_hex(body))
-    check = verify_day(store, day, deep=False)
-    if not check.ok:
+    problems = write_manifest(store, day, manifest)
+    if problems:
         return DayResult(day, "failed", error="the merged manifest does not read back as written",
-                         problems=[str(p) for p in check.problems])
+                         problems=problems)
     for i in range(slices):  # merged: the slice manifests have served
         store.delete(slice_manifest_key(day, i, slices))
     return DayResult(day, "archived", events=manifest.events, objects=len(entries), bytes=manifest.bytes,

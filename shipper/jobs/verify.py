@@ -120,6 +120,20 @@ def verify_day(store: ObjectStore, day: date, *, deep: bool = True, exporter: Ex
     return report
 
 
+def write_manifest(store: ObjectStore, day: date, manifest: Manifest, version: int = 1) -> list[str]:
+    """Store the day's manifest, then read the day back (quick check); the problems found, if any.
+
+    From version 2 on the versioned copy is written first, so ``manifest.json`` never names a
+    version that is not kept.
+    """
+    data = manifest.to_json()
+    if version > 1:
+        store.put(manifest_key(day, version), data, sha256_hex(data))
+    store.put(manifest_key(day), data, sha256_hex(data))
+    check = verify_day(store, day, deep=False)
+    return [] if check.ok else [str(p) for p in check.problems]
+
+
 def _kept_manifest(store: ObjectStore, day: date, version: int) -> Manifest | None:
     try:
         return read_manifest(store, day, version)
