@@ -74,6 +74,7 @@ class FileSource:
             self._opener.scan()  # the first scan in line, so read_from applies to what exists now
             self._opener.start()
         by_path = {t.path: t for t in self.tailers.values() if t.rotated_at is None}
+        rotated_paths = {t.path for t in self.tailers.values() if t.rotated_at is not None}
         while not self._opener.found.empty():
             self._pending.append(self._opener.found.get_nowait())
         waiting: list[Opened] = []
@@ -81,6 +82,10 @@ class FileSource:
             current = by_path.get(o.path)
             if current is not None and current.key != o.key and current.rotated_at is None:
                 self._mark_rotated(current, now)
+            elif current is None and o.path in rotated_paths and o.key not in self.tailers:
+                # The path was seen missing (between a rotation's rename and the new file) and its
+                # file marked rotated then: files rotated in and out since are found only now.
+                self._adopt_rotated_siblings(o.path)
             if o.key in self.tailers:
                 os.close(o.fd)
                 continue

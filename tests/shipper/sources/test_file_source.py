@@ -261,3 +261,29 @@ def test_rotated_file_finished_after_restart(tmp_path: Path) -> None:
     src2 = FileSource("rr", cfg(str(p), format="text"), col2, tmp_path / "data")
     asyncio.run(run_until(src2, lambda: len(col2.events) >= 11))
     assert sorted(col2.messages()) == sorted([f"x{i}" for i in range(10, 20)] + ["new0"])
+
+
+def test_a_file_rotated_in_and_out_while_the_path_was_missing_is_read(tmp_path: Path) -> None:
+    # The tracked file is renamed and the path seen missing in one pass; before the next pass a new
+    # file is created and renamed away too, and a third is created: the middle one must be found.
+    p = tmp_path / "app.log"
+    p.write_text("a0\n")
+    src = FileSource("gap", cfg(str(p), format="text", glob_interval_secs=3600), Collector(), tmp_path / "data")
+    try:
+        src.discover()
+        first = os.stat(p)
+        os.rename(p, tmp_path / "app.log.1")
+        src.discover()  # the path is missing now: its file is marked rotated
+        p.write_text("b0\n")
+        middle = os.stat(p)
+        os.rename(p, tmp_path / "app.log.2")
+        p.write_text("c0\n")
+        assert src._opener is not None
+        src._opener.scan()
+        src.discover()
+        keys = set(src.tailers)
+        assert f"{first.st_dev}:{first.st_ino}" in keys
+        assert f"{middle.st_dev}:{middle.st_ino}" in keys
+        assert f"{os.stat(p).st_dev}:{os.stat(p).st_ino}" in keys
+    finally:
+        src.close()
