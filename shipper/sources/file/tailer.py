@@ -44,7 +44,7 @@ class Tailer:
 
     def __init__(
         self, source: str, path: str, fd: int, dev: int, ino: int, fp: int, offset: int, gen: int,
-        cfg: FileSourceConfig, node: str, kubernetes: dict[str, str] | None,
+        cfg: FileSourceConfig, node: str, kubernetes: dict[str, Any] | None,
     ) -> None:
         self.source, self.path, self.fd, self.dev, self.ino = source, path, fd, dev, ino
         self.fp, self.gen, self.cfg, self.node = fp, gen, cfg, node
@@ -78,6 +78,13 @@ class Tailer:
         self.last_line = time.monotonic()
         self.rotated_at: float | None = None
         self.size = offset
+
+    def set_kubernetes(self, kubernetes: dict[str, Any] | None) -> None:
+        """Stamp ``kubernetes`` (never mutated afterwards) on this file's events from now on."""
+        base = {k: v for k, v in self._meta_base.items() if k != "kubernetes"}
+        if kubernetes:
+            base["kubernetes"] = kubernetes
+        self._meta_base = base
 
     def _make_uid(self) -> str:
         material = f"{self.node}:{self.dev}:{self.ino}:{self.fp}:{self.gen}".encode()
