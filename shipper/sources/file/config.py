@@ -29,6 +29,42 @@ class MultilineConfig(BaseModel):
         return v
 
 
+class KubernetesApiConfig(BaseModel):
+    """Pod and namespace metadata from the Kubernetes API (list and watch of this node's pods).
+
+    A pod or namespace annotated ``ecvi-logs.io/exclude: "true"``, or a container named in its pod's
+    ``ecvi-logs.io/exclude-containers: "a,b"``, is not shipped. Pods the API does not know are shipped
+    with path metadata and ``kubernetes_enrichment: missing``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    node_name: str = Field(
+        ..., min_length=1,
+        description="This node's name (only its pods are watched); the DaemonSet sets NODE_NAME from spec.nodeName.",
+    )
+    kubeconfig: str | None = Field(
+        None, description="Path of a kubeconfig file; unset: the in-cluster service account."
+    )
+    pod_annotations: list[str] = Field(
+        default_factory=lambda: ["*"], description="Glob patterns of pod annotation keys attached to events."
+    )
+    exclude_pod_annotations: list[str] = Field(
+        default_factory=lambda: ["kubectl.kubernetes.io/last-applied-configuration"],
+        description="Glob patterns of pod annotation keys never attached (wins over pod_annotations).",
+    )
+    delete_grace_secs: float = Field(
+        60.0, ge=0, description="A deleted pod's metadata is kept this long, for its files' last lines."
+    )
+    max_pods: int = Field(10_000, ge=1, description="Most pods (of this node) and namespaces kept in memory.")
+
+    @field_validator("node_name")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be blank")
+        return v
+
+
 class FileSourceConfig(BaseModel):
     """Tail files matched by globs, with checkpoints that survive restarts and rotation."""
 
@@ -57,6 +93,13 @@ class FileSourceConfig(BaseModel):
     read_chunk_bytes: int = Field(256 * 1024, ge=4096, description="Bytes read per system call.")
     batch_events: int = Field(2000, ge=1, description="Events handed downstream at once.")
     multiline: MultilineConfig | None = Field(
-        None, description="Line grouping for format text (default: Python tracebacks)."
+        None,
+        description="Line grouping (default rule: Python tracebacks). Format text: always. cri/docker: when set, "
+        "applied to non-JSON messages after partial-line reassembly, per stream; JSON records are never merged.",
     )
     kubernetes_metadata: bool = Field(True, description="Take namespace/pod/container from the path.")
+    kubernetes_api: KubernetesApiConfig | None = Field(
+        None,
+        description="Add pod and namespace metadata from the Kubernetes API to events of kubelet log files, and "
+        "honour the exclusion annotations; unset: path metadata only.",
+    )
