@@ -61,10 +61,15 @@ def test_overlays_render_every_component(rendered: tuple[str, list[dict[str, Any
     overlay, docs = rendered
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(["Namespace", "ServiceAccount", "ServiceAccount", "PriorityClass", "ConfigMap",
-                            "DaemonSet", "Service", "ServiceMonitor", "PrometheusRule", "CronJob", "NetworkPolicy"])
-    # Least privilege: nothing in ecvi-logs calls the Kubernetes API (metadata comes from paths).
-    assert not {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"} & set(kinds)
-    namespaced = [d for d in docs if d["kind"] not in ("Namespace", "PriorityClass")]
+                            "DaemonSet", "Service", "ServiceMonitor", "PrometheusRule", "CronJob", "NetworkPolicy",
+                            "ClusterRole", "ClusterRoleBinding"])
+    # Least privilege: one read-only role, nothing namespaced that could grant more.
+    assert not {"Role", "RoleBinding"} & set(kinds)
+    binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
+    # kustomize's namespace reaches the subject: the binding names the account that exists.
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "ecvi-logs", "namespace": "ecvi-logs"}]
+    namespaced = [d for d in docs if d["kind"] not in ("Namespace", "PriorityClass", "ClusterRole",
+                                                       "ClusterRoleBinding")]
     assert {d["metadata"].get("namespace") for d in namespaced} == {"ecvi-logs"}
     config_map = next(d for d in docs if d["kind"] == "ConfigMap")
     daemonset = next(d for d in docs if d["kind"] == "DaemonSet")
@@ -136,7 +141,6 @@ def test_shipper_container_is_locked_down(base_docs: dict[tuple[str, str], dict[
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {"drop": ["ALL"], "add": ["DAC_READ_SEARCH"]}
-    assert pod["automountServiceAccountToken"] is False
     assert c["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"},
                               "limits": {"cpu": "1", "memory": "256Mi"}}
     env = {e["name"]: e for e in c["env"]}
@@ -160,10 +164,28 @@ def test_probes_and_metrics_use_the_api_port(base_docs: dict[tuple[str, str], di
     assert all(monitor["selector"]["matchLabels"][k] == v for k, v in service["selector"].items())
 
 
-def test_service_accounts_have_no_token(base_docs: dict[tuple[str, str], dict[str, Any]]) -> None:
-    accounts = [d for (kind, _), d in base_docs.items() if kind == "ServiceAccount"]
-    assert len(accounts) == 2
-    assert all(a["automountServiceAccountToken"] is False for a in accounts)
+def test_only_the_shipper_account_has_a_token(base_docs: dict[tuple[str, str], dict[str, Any]]) -> None:
+    accounts = {name: d for (kind, name), d in base_docs.items() if kind == "ServiceAccount"}
+    assert set(accounts) == {"ecvi-logs", "ecvi-logs-jobs"}
+    assert accounts["ecvi-logs"]["automountServiceAccountToken"] is True
+    assert accounts["ecvi-logs-jobs"]["automountServiceAccountToken"] is False
+    assert _pod(base_docs)["serviceAccountName"] == "ecvi-logs"
+    assert _pod(base_docs)["automountServiceAccountToken"] is True
+    job_pod = base_docs[("CronJob", "ecvi-logs-archive")]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert job_pod["serviceAccountName"] == "ecvi-logs-jobs"
+    assert job_pod["automountServiceAccountToken"] is False
+
+
+def test_shipper_role_reads_pods_and_namespaces_only(base_docs: dict[tuple[str, str], dict[str, Any]]) -> None:
+    role = base_docs[("ClusterRole", "ecvi-logs-shipper")]
+    rules = [(tuple(r["apiGroups"]), tuple(sorted(r["resources"])), tuple(sorted(r["verbs"]))) for r in role["rules"]]
+    assert rules == [(("",), ("namespaces", "pods"), ("get", "list", "watch"))]
+    assert not any("resourceNames" in r or "nonResourceURLs" in r for r in role["rules"])
+    binding = base_docs[("ClusterRoleBinding", "ecvi-logs-shipper")]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": "ecvi-logs-shipper"}
+    namespace = next(name for (kind, name) in base_docs if kind == "Namespace")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "ecvi-logs", "namespace": namespace}]
 
 
 def test_archive_runs_and_is_verified_before_retention(base_docs: dict[tuple[str, str], dict[str, Any]]) -> None:

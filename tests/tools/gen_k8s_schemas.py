@@ -43,6 +43,8 @@ K8S_KINDS = [
     "networkpolicy-networking-v1",
     "role-rbac-v1",
     "rolebinding-rbac-v1",
+    "clusterrole-rbac-v1",
+    "clusterrolebinding-rbac-v1",
 ]
 OPERATOR_CRDS = ["monitoring.coreos.com_servicemonitors.yaml", "monitoring.coreos.com_prometheusrules.yaml"]
 _DEF_REF = re.compile(r"#/\$defs/(.+)$")
