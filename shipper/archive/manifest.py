@@ -19,8 +19,6 @@ from shipper.archive.days import day_bounds_ns
 from shipper.archive.errors import ManifestError
 from shipper.archive.layout import MANIFEST_NAME
 
-FORMAT = "ecvi-logs-archive/1"
-
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
