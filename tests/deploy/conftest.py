@@ -14,8 +14,8 @@ K8S = DEPLOY / "kubernetes"
 OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if p.is_dir())
 SHIPPER_CONFIGS = [K8S / "base" / "shipper.yaml", *sorted((K8S / "overlays").glob("*/shipper.yaml")),
                    DEPLOY / "compose" / "shipper.yaml"]
-# Values for the ${VAR} without defaults in the configs (they come from a Secret in the cluster).
-CONFIG_ENV = {"ES_API_KEY": "id:secret"}
+# Values for the ${VAR} without defaults in the configs (a Secret and the downward API in the cluster).
+CONFIG_ENV = {"ES_API_KEY": "id:secret", "NODE_NAME": "node-a"}
 
 
 def load_docs(path: Path) -> list[dict[str, Any]]:

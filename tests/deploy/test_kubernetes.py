@@ -151,7 +151,7 @@ def test_probes_and_metrics_use_the_api_port(base_docs: dict[tuple[str, str], di
     config = load_config(K8S / "base" / "shipper.yaml", env=CONFIG_ENV)
     port = int(config.api.address.rsplit(":", 1)[1])
     c = _pod(base_docs)["containers"][0]
-    assert c["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+    assert c["ports"][0] == {"name": "metrics", "containerPort": port, "protocol": "TCP"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": "metrics"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "metrics"}
     assert config.api.address.startswith("0.0.0.0:")
@@ -230,3 +230,41 @@ def test_dockerfile_is_multi_stage_non_root_with_the_entrypoint() -> None:
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
     for copied in ("pyproject.toml", "constraints.txt", "logging_config/", "shipper/", "pipelines/"):
         assert f"!{copied}" in ignore
+
+
+@pytest.mark.parametrize("path", SHIPPER_CONFIGS[:-1], ids=lambda p: str(p.relative_to(DEPLOY)))
+def test_forward_source_is_the_hostport_the_network_policy_admits(
+    path: Path, base_docs: dict[tuple[str, str], dict[str, Any]]
+) -> None:
+    config = load_config(path, env=CONFIG_ENV)
+    forwards = [s for s in config.sources.values() if s.type == "forward"]
+    assert len(forwards) == 1
+    host, port = forwards[0].address.rsplit(":", 1)
+    assert host == "0.0.0.0"
+    ports = {p["name"]: p for p in _pod(base_docs)["containers"][0]["ports"]}
+    assert ports["forward"] == {"name": "forward", "containerPort": int(port), "hostPort": int(port),
+                                "protocol": "TCP"}
+    ingress = base_docs[("NetworkPolicy", "ecvi-logs")]["spec"]["ingress"]
+    forward_rules = [r for r in ingress if {"port": int(port), "protocol": "TCP"} in r["ports"]]
+    # Pods of any namespace, nothing from outside the cluster.
+    assert [r["from"] for r in forward_rules] == [[{"namespaceSelector": {}}]]
+    # Every event reaches the sinks, whichever source read it.
+    for sink in config.sinks.values():
+        reached = set(sink.inputs)
+        for name in sink.inputs:
+            reached |= set(getattr(config.transforms.get(name), "inputs", []))
+        assert set(config.sources) <= reached, path
+
+
+@pytest.mark.parametrize("path", SHIPPER_CONFIGS[:-1], ids=lambda p: str(p.relative_to(DEPLOY)))
+def test_container_logs_use_the_api_metadata_of_this_node(
+    path: Path, base_docs: dict[tuple[str, str], dict[str, Any]]
+) -> None:
+    [files] = [s for s in load_config(path, env=CONFIG_ENV).sources.values() if s.type == "file"]
+    assert files.kubernetes_api is not None and files.multiline is not None
+    # NODE_NAME reaches the config from the downward API, so each shipper watches its own node's pods.
+    assert files.kubernetes_api.node_name == CONFIG_ENV["NODE_NAME"]
+    raw = yaml.safe_load(path.read_text())
+    assert raw["sources"]["containers"]["kubernetes_api"]["node_name"] == "${NODE_NAME}"
+    env = {e["name"]: e for e in _pod(base_docs)["containers"][0]["env"]}
+    assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
