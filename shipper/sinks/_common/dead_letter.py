@@ -5,7 +5,8 @@
 renames the file away (and then takes the same lock before reading) never misses an entry that
 was being written. A write never fails because of an event's content: a record that cannot be
 JSON (nested too deep, odd keys, lone surrogates) is stored as its raw line and a bounded repr
-with the reason.
+with the reason. An event resent from a dead-letter entry (a replay) that fails again is written as
+that entry, with its first ``time`` and fields, the new reason and a ``replayed`` time.
 """
 
 from __future__ import annotations
@@ -41,24 +42,38 @@ def dead_letter_files(data_dir: str | Path, sink: str) -> list[Path]:
 
 
 class DeadLetterWriter:
-    """Appends rejected events to ``<data_dir>/dead_letter/<sink>.ndjson`` (fsynced)."""
+    """Appends rejected events to ``<data_dir>/dead_letter/<sink>.ndjson`` (fsynced).
 
-    def __init__(self, data_dir: str | Path, sink: str) -> None:
+    ``mode`` is set on the file at each write when given (a replay keeps the mode the file had).
+    """
+
+    def __init__(self, data_dir: str | Path, sink: str, *, mode: int | None = None) -> None:
         self.path = dead_letter_path(data_dir, sink)
         self.sink = sink
+        self.mode = mode
+        self.earlier: dict[int, dict[str, Any]] = {}
+        """The entries events being replayed were read from, by ``id(event)``."""
 
     def write(self, rejected: list[tuple[Event, str]]) -> None:
         """Append one line per event; raises only ``OSError`` (the file cannot be written)."""
         if not rejected:
             return
         now = time.time()
-        lines = b"".join(encode_entry(now, self.sink, e, reason) for e, reason in rejected)
+        lines = b"".join(encode_entry(now, self.sink, e, reason, self.earlier.get(id(e))) for e, reason in rejected)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        append_locked(self.path, lines)
+        append_locked(self.path, lines, self.mode)
 
 
-def encode_entry(now: float, sink: str, event: Event, reason: str) -> bytes:
-    """One dead-letter line; an event whose record cannot be JSON keeps its raw line and a repr."""
+def encode_entry(now: float, sink: str, event: Event, reason: str, earlier: dict[str, Any] | None = None) -> bytes:
+    """One dead-letter line; an event whose record cannot be JSON keeps its raw line and a repr.
+
+    ``earlier`` is the entry the event was replayed from: it is kept, with the new reason and
+    the time of the replay.
+    """
+    if earlier is not None:
+        with contextlib.suppress(Exception):  # cannot fail for a parsed entry; if it does, a fresh one
+            replayed = {**earlier, "reason": reason, "replayed": now}
+            return orjson.dumps(replayed, default=str, option=orjson.OPT_NON_STR_KEYS) + b"\n"
     try:
         record: Any = event.record
         entry = {"time": now, "sink": sink, "reason": reason,

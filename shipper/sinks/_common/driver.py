@@ -1,23 +1,24 @@
-"""The one loop every sink runs in: read the buffer, batch, send, retry, dead-letter, acknowledge."""
+"""The buffer loop every sink runs in: read the buffer, batch, hand batches to the delivery, acknowledge.
+
+Sending, retries and dead letters are :class:`~.delivery.Delivery`'s; the driver owns the workers
+that read the sink's disk buffer, acknowledges what the delivery finished, supervises the workers
+and runs the healthcheck.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Iterator
-from typing import Any
-
-import httpx
 
 from shipper import metrics
 from shipper.buffer import Chunk, DiskBuffer
 from shipper.event import Event
 from shipper.sinks._common.base import Sink
+from shipper.sinks._common.batching import split_batches as split_batches  # where older code imports it
 from shipper.sinks._common.config import SinkConfigBase
 from shipper.sinks._common.dead_letter import DeadLetterWriter
-from shipper.sinks._common.outcome import PermanentSinkError, SendOutcome, TransientSinkError
+from shipper.sinks._common.delivery import Delivery, DeliveryReport
 from shipper.sinks._common.retry import backoff_delay
 
 log = logging.getLogger("shipper.sinks")
@@ -25,21 +26,6 @@ log = logging.getLogger("shipper.sinks")
 # Deliveries of one read that raised (outside the sink's own error handling) before its events are
 # dead-lettered rather than tried again.
 _READ_ATTEMPTS = 5
-
-
-def split_batches(events: list[Event], max_events: int, max_bytes: int, size: Any) -> Iterator[list[Event]]:
-    """Cut ``events`` into consecutive batches within both limits (an oversize event goes alone)."""
-    batch: list[Event] = []
-    nbytes = 0
-    for e in events:
-        s = size(e)
-        if batch and (len(batch) >= max_events or nbytes + s > max_bytes):
-            yield batch
-            batch, nbytes = [], 0
-        batch.append(e)
-        nbytes += s
-    if batch:
-        yield batch
 
 
 class SinkDriver:
@@ -55,7 +41,8 @@ class SinkDriver:
         self.sink = sink
         self.buffer = buffer
         self.config = config
-        self.dead = DeadLetterWriter(data_dir, sink.name)
+        self.delivery = Delivery(sink, config.request.retry, DeadLetterWriter(data_dir, sink.name),
+                                 on_accepted=self._on_accepted)
         self.healthy: bool | None = None if config.healthcheck else True
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -66,6 +53,11 @@ class SinkDriver:
     @property
     def name(self) -> str:
         return self.sink.name
+
+    @property
+    def dead(self) -> DeadLetterWriter:
+        """Where this sink's dead letters go."""
+        return self.delivery.dead
 
     @property
     def up(self) -> bool:
@@ -106,6 +98,10 @@ class SinkDriver:
     def _mark_healthy(self) -> None:
         self.healthy = True
         metrics.SINK_UP.labels(self.name).set(1)
+
+    def _on_accepted(self) -> None:
+        if self.healthy is not True:
+            self._mark_healthy()
 
     async def _supervise(self) -> None:
         """Restart each worker that ended while the sink runs; COMPONENT_UP is 0 until all run again."""
@@ -172,7 +168,7 @@ class SinkDriver:
                     log.exception("sink %s: error delivering %d events; retrying them", self.name, len(events))
                 if failures >= _READ_ATTEMPTS:
                     reason = f"delivery failed {failures} times: {type(exc).__name__}: {exc}"
-                    self._dead_letter([(e, reason) for e in events])
+                    self.delivery.dead_letter([(e, reason) for e in events])
                     return True
                 await asyncio.sleep(backoff_delay(failures, retry))
         return False
@@ -181,135 +177,13 @@ class SinkDriver:
         b = self.config.batch
         events = [e for c in chunks for e in c.events]
         if len(events) <= b.max_events and sum(c.size for c in chunks) <= b.max_bytes:
-            await self.deliver(events)  # already within both limits: no per-event sizing
+            await self.delivery.deliver(events)  # already within both limits: no per-event sizing
         else:
-            for batch in split_batches(events, b.max_events, b.max_bytes, self._event_size):
-                await self.deliver(batch)
+            await self.delivery.deliver_all(events, b)
 
-    def _event_size(self, event: Event) -> int:
-        try:
-            return self.sink.event_size(event)
-        except Exception:  # sizing one odd event must not fail its read: estimate from the raw line
-            return len(event.raw) + 64
-
-    async def deliver(self, events: list[Event]) -> None:
-        """Send until every event is accepted or dead-lettered (retrying transient failures).
-
-        An unexpected exception from ``send`` (a bug, or an event the sink cannot encode) splits
-        the batch in halves sent on their own, until the events causing it are alone: such an
-        event is dead-lettered with the exception as the reason, its neighbours are delivered.
-        """
-        await self._deliver(events, isolating=False)
-
-    async def _deliver(self, events: list[Event], isolating: bool) -> None:
-        pending = events
-        attempt = 0
-        unexpected = 0
-        retry_cfg = self.config.request.retry
-        while pending:
-            attempt += 1
-            t0 = time.perf_counter()
-            try:
-                outcome = await self.sink.send(pending)
-                status = "ok" if not (outcome.retry or outcome.rejected) else "partial"
-            except TransientSinkError as exc:
-                outcome = SendOutcome(retry=pending, reason=exc.reason, retry_after=exc.retry_after)
-                status = "error"
-            except PermanentSinkError as exc:
-                outcome = SendOutcome(rejected=[(e, exc.reason) for e in pending], reason=exc.reason)
-                status = "rejected"
-            except (httpx.TransportError, TimeoutError, OSError) as exc:
-                outcome = SendOutcome(retry=pending, reason=f"{type(exc).__name__}: {exc}")
-                status = "error"
-            except Exception as exc:
-                unexpected += 1
-                reason = f"unexpected {type(exc).__name__}: {exc}"
-                if not isolating:
-                    log.exception("sink %s: unexpected error sending %d events", self.name, len(pending))
-                if len(pending) > 1:
-                    metrics.REQUEST_DURATION.labels(self.name, "error").observe(time.perf_counter() - t0)
-                    mid = len(pending) // 2
-                    await self._deliver(pending[:mid], isolating=True)
-                    await self._deliver(pending[mid:], isolating=True)
-                    return
-                if isolating or unexpected > 1:
-                    # Failed in its batch and alone, or alone twice: this event is the cause.
-                    outcome = SendOutcome(rejected=[(pending[0], reason)], reason=reason)
-                else:
-                    outcome = SendOutcome(retry=pending, reason=reason)
-                status = "error"
-            metrics.REQUEST_DURATION.labels(self.name, status).observe(time.perf_counter() - t0)
-            try:
-                self._record(pending, outcome)
-            except OSError as exc:
-                # The dead-letter file could not be written: keep those events, try again later.
-                log.error("sink %s: cannot write dead letters (%s); keeping them buffered", self.name, exc)
-                outcome.retry.extend(e for e, _r in outcome.rejected)
-                outcome.rejected = []
-                outcome.reason = f"dead-letter write failed: {exc}"
-            if not outcome.retry:
-                return
-            if retry_cfg.max_attempts is not None and attempt >= retry_cfg.max_attempts:
-                reason = f"gave up after {attempt} attempts: {outcome.reason}"
-                self._dead_letter([(e, reason) for e in outcome.retry])
-                return
-            delay = backoff_delay(attempt, retry_cfg, outcome.retry_after)
-            metrics.RETRIES.labels(self.name, _reason_label(outcome.reason)).inc()
-            log.warning("sink %s: %d events not accepted (%s); retry %d in %.2fs", self.name,
-                        len(outcome.retry), outcome.reason, attempt, delay)
-            await asyncio.sleep(delay)
-            pending = outcome.retry
-
-    def _record(self, sent: list[Event], outcome: SendOutcome) -> None:
-        accepted = len(sent) - len(outcome.retry) - len(outcome.rejected)
-        if accepted > 0:
-            metrics.EVENTS_SENT.labels(self.name).inc(accepted)
-            metrics.BATCH_EVENTS.labels(self.name).observe(len(sent))
-            if outcome.sent_bytes:
-                metrics.BYTES_SENT.labels(self.name).inc(outcome.sent_bytes)
-                metrics.BATCH_BYTES.labels(self.name).observe(outcome.sent_bytes)
-            metrics.LAST_SUCCESS.labels(self.name).set(time.time())
-            if self.healthy is not True:
-                self._mark_healthy()
-        self._dead_letter(outcome.rejected)
-
-    def _dead_letter(self, rejected: list[tuple[Event, str]]) -> None:
-        """Write dead letters; OSError (the disk) propagates so the caller keeps the events buffered."""
-        if not rejected:
-            return
-        try:
-            self.dead.write(rejected)
-        except OSError:
-            raise
-        except Exception:
-            # One entry the writer cannot encode must not keep its neighbours out of the file.
-            rejected = self._dead_letter_each(rejected)
-            if not rejected:
-                return
-        by_reason: dict[str, int] = {}
-        for _e, r in rejected:
-            label = _reason_label(r)
-            by_reason[label] = by_reason.get(label, 0) + 1
-        for label, n in by_reason.items():
-            metrics.EVENTS_FAILED.labels(self.name, label).inc(n)
-        log.error("sink %s: %d events dead-lettered to %s (first reason: %s)", self.name, len(rejected),
-                  self.dead.path, rejected[0][1])
-
-    def _dead_letter_each(self, rejected: list[tuple[Event, str]]) -> list[tuple[Event, str]]:
-        """Write entries one by one; an entry that cannot be written is dropped and counted."""
-        written = []
-        for item in rejected:
-            try:
-                self.dead.write([item])
-            except OSError:
-                raise
-            except Exception as exc:
-                metrics.EVENTS_DROPPED.labels(self._component, "dead_letter_unwritable").inc()
-                log.error("sink %s: dropped an event whose dead letter cannot be written (%s: %s); "
-                          "it was rejected for: %s", self.name, type(exc).__name__, exc, item[1][:200])
-            else:
-                written.append(item)
-        return written
+    async def deliver(self, events: list[Event]) -> DeliveryReport:
+        """Deliver one batch outside the buffer, as the workers do (see :meth:`Delivery.deliver`)."""
+        return await self.delivery.deliver(events)
 
     async def stop(self, timeout: float) -> None:
         """Let in-flight batches finish within ``timeout``; what is not acknowledged stays buffered."""
@@ -333,8 +207,3 @@ class SinkDriver:
         metrics.COMPONENT_UP.labels(self._component).set(0)
         await self.sink.close()
 
-
-def _reason_label(reason: str) -> str:
-    """A low-cardinality label from a free-text reason (its first words)."""
-    word = reason.split(":", 1)[0].strip().lower().replace(" ", "_")
-    return word[:40] or "unknown"

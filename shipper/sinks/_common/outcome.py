@@ -1,8 +1,16 @@
-"""What a sink's ``send`` reports, and the errors it raises, so one shared loop can act on it."""
+"""What a sink's ``send`` reports, the errors it raises, and the one mapping from errors to outcomes.
+
+Every place that turns a failed request into per-event results (the shared delivery, a sink that
+sends a batch in several requests) goes through :func:`error_outcome`, so an error means the same
+thing wherever it is met.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+import httpx
 
 from shipper.errors import ShipperError
 from shipper.event import Event
@@ -28,6 +36,20 @@ class SendOutcome:
     def ok(cls, sent_bytes: int = 0) -> SendOutcome:
         return cls(sent_bytes=sent_bytes)
 
+    def add(self, part: SendOutcome) -> None:
+        """Fold in the outcome of one more request of the same send (a half, a later call).
+
+        The reason becomes the part's when the part has events to retry (the reason a retry is
+        logged and counted under); the longest ``retry_after`` wins.
+        """
+        self.retry.extend(part.retry)
+        self.rejected.extend(part.rejected)
+        self.sent_bytes += part.sent_bytes
+        if part.retry_after is not None:
+            self.retry_after = max(self.retry_after or 0.0, part.retry_after)
+        if part.reason and (part.retry or not self.reason):
+            self.reason = part.reason
+
 
 class SinkError(ShipperError):
     """A sink request failed as a whole."""
@@ -48,3 +70,34 @@ class TransientSinkError(SinkError):
 
 class PermanentSinkError(SinkError):
     """The whole request can never succeed as sent (bad auth, bad request): dead-letter it."""
+
+
+def error_outcome(exc: BaseException, events: list[Event]) -> SendOutcome | None:
+    """What a whole-request error means for each of the request's ``events``.
+
+    :class:`TransientSinkError` and network errors (httpx transport errors, timeouts, ``OSError``):
+    all retried. :class:`PermanentSinkError`: all rejected with its reason. Anything else is a
+    surprise (a bug, an event the sink cannot encode): ``None``, and the caller decides.
+    """
+    if isinstance(exc, TransientSinkError):
+        return SendOutcome(retry=list(events), reason=exc.reason, retry_after=exc.retry_after)
+    if isinstance(exc, PermanentSinkError):
+        return SendOutcome(rejected=[(e, exc.reason) for e in events], reason=exc.reason)
+    if isinstance(exc, (httpx.TransportError, TimeoutError, OSError)):
+        return SendOutcome(retry=list(events), reason=f"{type(exc).__name__}: {exc}")
+    return None
+
+
+async def send_outcome(send: Callable[[list[Event]], Awaitable[SendOutcome]], events: list[Event]) -> SendOutcome:
+    """``await send(events)`` with whole-request errors turned into per-event results.
+
+    A surprise (see :func:`error_outcome`) propagates: only the shared delivery may decide that an
+    event caused it.
+    """
+    try:
+        return await send(events)
+    except Exception as exc:
+        outcome = error_outcome(exc, events)
+        if outcome is None:
+            raise
+        return outcome

@@ -13,6 +13,7 @@ from shipper.event import Event
 from shipper.sinks._common.base import Sink
 from shipper.sinks._common.config import SinkConfigBase
 from shipper.sinks._common.dead_letter import read_dead_letters
+from shipper.sinks._common.delivery import DeliveryReport
 from shipper.sinks._common.driver import SinkDriver
 from shipper.sinks._common.outcome import SendOutcome
 
@@ -212,16 +213,16 @@ def test_error_outside_the_sink_is_retried_then_dead_lettered(tmp_path: Path, fa
     async def main() -> SinkDriver:
         buf = DiskBuffer(tmp_path / "buf", name)
         drv = SinkDriver(sink, buf, _cfg(), str(tmp_path))
-        real = drv.deliver
+        real = drv.delivery.deliver
         left = [fail_times]
 
-        async def deliver(events: list[Event]) -> None:
+        async def deliver(events: list[Event]) -> DeliveryReport:
             if left[0] > 0:
                 left[0] -= 1
                 raise RuntimeError("bug in the loop")
-            await real(events)
+            return await real(events)
 
-        drv.deliver = deliver  # type: ignore[method-assign]
+        drv.delivery.deliver = deliver  # type: ignore[method-assign]
         await drv.start()
         worker = drv._workers[0]
         await buf.append([_ev(i) for i in range(4)])
