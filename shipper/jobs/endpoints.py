@@ -1,4 +1,8 @@
-"""Backend endpoints for the jobs: from the shipper config's sinks, overridden by command-line flags."""
+"""Backend endpoints for the jobs: from the shipper config's sinks, overridden by command-line flags.
+
+:func:`open_exporter` builds a backend's exporter from them; the exporters themselves know nothing
+of the config, so they depend on nothing here.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from shipper.config import ShipperConfig
 from shipper.jobs.errors import JobError
-from shipper.jobs.exporters.cloudwatch import build_logs_client
+from shipper.jobs.exporters.base import Exporter
+from shipper.jobs.exporters.cloudwatch import CloudWatchExporter, build_logs_client
+from shipper.jobs.exporters.elasticsearch import PAGE_SIZE, ElasticsearchExporter
+from shipper.jobs.exporters.loki import MAX_LIMIT, LokiExporter
 from shipper.jobs.http import JobHttp
 from shipper.jobs.retention.elasticsearch import EsRetentionTarget
 from shipper.sinks.cloudwatch.config import CloudWatchSinkConfig
@@ -114,3 +121,33 @@ def cloudwatch_settings(config: ShipperConfig | None, *, prefix: str | None, reg
     client = build_logs_client(region=region, endpoint=endpoint or (sink.endpoint if sink else None),
                                profile=profile or (sink.profile if sink else None))
     return CloudWatchSettings(client, prefix, region)
+
+
+def open_exporter(backend: str, config: ShipperConfig | None, *, sink_name: str | None = None,
+                  loki_url: str | None = None, tenant: str | None = None, es_url: str | None = None,
+                  index: str | None = None, cw_prefix: str | None = None, region: str | None = None,
+                  aws_endpoint: str | None = None, profile: str | None = None, selectors: tuple[str, ...] = (),
+                  page_size: int | None = None, recorded: dict[str, Any] | None = None) -> Exporter:
+    """The exporter of ``backend`` ("loki", "elasticsearch" or "cloudwatch").
+
+    ``recorded`` (a manifest's source) fills in what a check of that archive must reuse: the
+    selectors, tenant, index pattern, group prefix, and the endpoint when the config has no sink.
+    """
+    rec = recorded if recorded and recorded.get("backend") == backend else {}
+    has_sink = pick_sink(config, backend, sink_name) is not None
+    if backend == "loki":
+        ls = loki_settings(config, url=loki_url or (None if has_sink else rec.get("endpoint")),
+                           tenant=tenant or rec.get("tenant"),
+                           selectors=selectors or tuple(rec.get("selectors") or ()), sink_name=sink_name)
+        size = page_size or MAX_LIMIT
+        return LokiExporter(ls.http, selectors=ls.selectors, tenant=ls.tenant, page_size=size,
+                            max_page_size=max(size, MAX_LIMIT))
+    if backend == "elasticsearch":
+        es = es_settings(config, url=es_url or (None if has_sink else rec.get("endpoint")), index=index,
+                         sink_name=sink_name)
+        pattern = rec["pattern"] if rec.get("pattern") and not index else es.sink.index_pattern
+        return ElasticsearchExporter(es.http, pattern=pattern, page_size=page_size or PAGE_SIZE)
+    cw = cloudwatch_settings(config, prefix=cw_prefix or rec.get("group_prefix"),
+                             region=region or rec.get("region"), endpoint=aws_endpoint,
+                             profile=profile, sink_name=sink_name)
+    return CloudWatchExporter(cw.client, prefix=cw.prefix, region=cw.region)

@@ -19,7 +19,7 @@ from shipper.archive.days import parse_age, parse_day
 from shipper.archive.storage.base import LockSettings, ObjectStore
 from shipper.archive.storage.url import open_store
 from shipper.config import ShipperConfig, load_config
-from shipper.jobs.exporters import factory
+from shipper.jobs import endpoints as endpoints_mod
 from shipper.jobs.exporters.base import Exporter
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,7 +43,7 @@ class EndpointOptions:
     def exporter(self, backend: str, config: ShipperConfig | None, *, selectors: tuple[str, ...] = (),
                  page_size: int | None = None, recorded: dict[str, Any] | None = None) -> Exporter:
         """The exporter of ``backend`` from these endpoints, then the config (see ``open_exporter``)."""
-        return factory.open_exporter(
+        return endpoints_mod.open_exporter(
             backend, config, sink_name=self.sink_name, loki_url=self.loki_url, tenant=self.tenant,
             es_url=self.es_url, index=self.index, cw_prefix=self.cw_prefix, region=self.region,
             aws_endpoint=self.aws_endpoint, profile=self.profile, selectors=selectors, page_size=page_size,

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from shipper.archive import days as days_mod
 from shipper.jobs import cli as jobs_cli
+from shipper.jobs import endpoints as endpoints_mod
 from shipper.jobs.cli.output import ProgressBar
-from shipper.jobs.exporters import factory
 
 from ._support import DAY, ScriptedExporter, sample_units
 
@@ -31,7 +31,8 @@ def run(main: click.Group, *args: str) -> Any:
 
 @pytest.fixture
 def scripted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(factory, "open_exporter", lambda backend, *a, **kw: ScriptedExporter(sample_units(), backend))
+    monkeypatch.setattr(endpoints_mod, "open_exporter",
+                        lambda backend, *a, **kw: ScriptedExporter(sample_units(), backend))
 
 
 def test_help(main: click.Group) -> None:
@@ -143,13 +144,13 @@ def test_progress_bar_only_on_a_terminal() -> None:
 
 
 def test_checking_against_a_backend_reuses_what_the_archive_recorded() -> None:
-    loki = factory.open_exporter("loki", None, recorded={
+    loki = endpoints_mod.open_exporter("loki", None, recorded={
         "backend": "loki", "endpoint": "http://loki:3100", "tenant": "t1", "selectors": ['{run="x"}']})
     assert (loki.selectors, loki.tenant, loki.http.base_url) == (['{run="x"}'], "t1", "http://loki:3100")  # type: ignore[attr-defined]
-    es = factory.open_exporter("elasticsearch", None, recorded={
+    es = endpoints_mod.open_exporter("elasticsearch", None, recorded={
         "backend": "elasticsearch", "endpoint": "http://es:9200", "pattern": "logs-*"})
     assert es.pattern == "logs-*"  # type: ignore[attr-defined]
-    other = factory.open_exporter("loki", None, loki_url="http://other:3100", selectors=('{a="b"}',),
+    other = endpoints_mod.open_exporter("loki", None, loki_url="http://other:3100", selectors=('{a="b"}',),
                                   recorded={"backend": "loki"})
     assert (other.selectors, other.http.base_url) == (['{a="b"}'], "http://other:3100")  # type: ignore[attr-defined]
 
@@ -195,7 +196,7 @@ def test_settled_runs_catch_up_after_a_failed_night_and_re_archive_late_lines(
 
     data = sample_units()
     exporter = _Nightly(data)
-    monkeypatch.setattr(factory, "open_exporter", lambda *a, **kw: exporter)
+    monkeypatch.setattr(endpoints_mod, "open_exporter", lambda *a, **kw: exporter)
     archive, prom = tmp_path / "archive", tmp_path / "ecvi_archive.prom"
     args = ["archive", "run", "--backend", "loki", "--settled", "26h", "--to", archive.as_uri(),
             "--textfile", str(prom), "--json"]

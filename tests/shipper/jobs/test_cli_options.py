@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from shipper.jobs import cli as jobs_cli
+from shipper.jobs import endpoints as endpoints_mod
 from shipper.jobs.cli.options import EndpointOptions, endpoint_options
-from shipper.jobs.exporters import factory
 
 from ._support import ScriptedExporter, sample_units
 
@@ -37,7 +37,7 @@ def test_archive_verify_hands_the_endpoint_flags_to_the_exporter(
         calls.append({"backend": backend, **kw})
         return ScriptedExporter(sample_units(), backend)
 
-    monkeypatch.setattr(factory, "open_exporter", fake)
+    monkeypatch.setattr(endpoints_mod, "open_exporter", fake)
     group = click.Group("ecvi-logs", commands=jobs_cli.COMMANDS)
     CliRunner().invoke(group, ["archive", "verify", "--day", "2025-01-15", "--from", tmp_path.as_uri(),
                                "--backend", "elasticsearch", "--es-url", "http://es:9200", "--index", "x-%Y",

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from shipper.archive.storage.local import LocalStore
 from shipper.jobs import cli as jobs_cli
+from shipper.jobs import endpoints as endpoints_mod
 from shipper.jobs.archive import archive_day
 from shipper.jobs.drill import multiset_digest
-from shipper.jobs.exporters import factory
 
 from ._support import DAY, ScriptedExporter, sample_units
 
@@ -37,7 +37,7 @@ def test_a_drill_into_files_passes_then_fails_on_damage_and_on_backend_drift(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = sample_units(3, 40)
     archive_day(ScriptedExporter(data), LocalStore(tmp_path), DAY, now=NOW)
-    monkeypatch.setattr(factory, "open_exporter", lambda *a, **kw: ScriptedExporter(data))
+    monkeypatch.setattr(endpoints_mod, "open_exporter", lambda *a, **kw: ScriptedExporter(data))
     args = ["archive", "drill", "--day", DAY.isoformat(), "--from", tmp_path.as_uri()]
 
     ok = _cli(*args, "--backend", "loki")

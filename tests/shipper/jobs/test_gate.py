@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from shipper.archive.days import days_expiring_within
 from shipper.archive.storage.local import LocalStore
 from shipper.jobs import cli as jobs_cli
+from shipper.jobs import endpoints as endpoints_mod
 from shipper.jobs.archive import archive_day
-from shipper.jobs.exporters import factory
 from shipper.jobs.gate import may_delete
 
 from ._support import DAY, ScriptedExporter, sample_units
@@ -60,7 +60,7 @@ def _cli(*args: str) -> Any:
 def test_archive_gate_exits_1_while_a_day_about_to_go_is_not_archived(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = sample_units()
-    monkeypatch.setattr(factory, "open_exporter", lambda *a, **kw: ScriptedExporter(data))
+    monkeypatch.setattr(endpoints_mod, "open_exporter", lambda *a, **kw: ScriptedExporter(data))
     archive = tmp_path.as_uri()
     before = _cli("archive", "gate", "--backend", "loki", "--from", archive, "--day", DAY.isoformat(), "--json")
     assert before.exit_code == 1 and not orjson.loads(before.output)["ok"]

@@ -11,8 +11,8 @@ from shipper.archive.layout import manifest_key
 from shipper.archive.manifest import parse_manifest
 from shipper.archive.storage.local import LocalStore
 from shipper.jobs import cli as jobs_cli
+from shipper.jobs import endpoints as endpoints_mod
 from shipper.jobs.archive import archive_day
-from shipper.jobs.exporters import factory
 from shipper.jobs.slices import export_slice, slice_of
 from shipper.jobs.verify import verify_day
 
@@ -69,7 +69,7 @@ def test_concurrent_units_write_the_same_archive(tmp_path: Path) -> None:
 
 def test_indexed_job_workers_take_their_index_from_the_environment(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     data = sample_units(5, 10)
-    monkeypatch.setattr(factory, "open_exporter", lambda *a, **kw: ScriptedExporter(data))
+    monkeypatch.setattr(endpoints_mod, "open_exporter", lambda *a, **kw: ScriptedExporter(data))
     group = click.Group("ecvi-logs")
     for command in jobs_cli.COMMANDS:
         group.add_command(command)
