@@ -20,6 +20,8 @@ from .conftest import Output, without_pytest_log_capture
 
 log = logging.getLogger("app.api")
 
+pytestmark = pytest.mark.anyio
+
 
 def current_user(x_user: str = Header(), x_company: str = Header()) -> str:
     """A sync dependency: FastAPI runs it in a worker thread, on a copy of the context."""
@@ -63,12 +65,9 @@ def app_lines(output: Output) -> list[dict[str, Any]]:
     return [record for record in output.records() if record["logger"].startswith(("app.", "ecvi."))]
 
 
-def test_request_id_is_made_bound_echoed_and_logged(output: Output) -> None:
-    async def call() -> httpx.Response:
-        async with client(make_app()) as http:
-            return await http.get("/public?token=abc")
-
-    response = asyncio.run(call())
+async def test_request_id_is_made_bound_echoed_and_logged(output: Output) -> None:
+    async with client(make_app()) as http:
+        response = await http.get("/public?token=abc")
     request_id = response.headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", request_id)
     public, access = app_lines(output)
@@ -82,26 +81,19 @@ def test_request_id_is_made_bound_echoed_and_logged(output: Output) -> None:
     assert "token=abc" not in output.text  # and httpx's own line about it is redacted
 
 
-def test_incoming_request_id_is_kept_and_garbage_is_replaced(output: Output) -> None:
-    async def call() -> tuple[httpx.Response, httpx.Response]:
-        async with client(make_app()) as http:
-            kept = await http.get("/public", headers={"X-Request-ID": "edge-7f3a:01"})
-            replaced = await http.get("/public", headers={b"X-Request-ID": "bad id\u00e9".encode() + b"x" * 200})
-            return kept, replaced
-
-    kept, replaced = asyncio.run(call())
+async def test_incoming_request_id_is_kept_and_garbage_is_replaced(output: Output) -> None:
+    async with client(make_app()) as http:
+        kept = await http.get("/public", headers={"X-Request-ID": "edge-7f3a:01"})
+        replaced = await http.get("/public", headers={b"X-Request-ID": "bad id\u00e9".encode() + b"x" * 200})
     assert kept.headers["x-request-id"] == "edge-7f3a:01"
     assert re.fullmatch(r"[0-9a-f]{32}", replaced.headers["x-request-id"])
     ids = [record["request_id"] for record in access_lines(output)]
     assert ids == [kept.headers["x-request-id"], replaced.headers["x-request-id"]]
 
 
-def test_user_bound_in_a_threaded_dependency_reaches_the_access_line(output: Output) -> None:
-    async def call() -> httpx.Response:
-        async with client(make_app()) as http:
-            return await http.get("/whoami", headers={"X-User": "user-123", "X-Company": "c-1"})
-
-    response = asyncio.run(call())
+async def test_user_bound_in_a_threaded_dependency_reaches_the_access_line(output: Output) -> None:
+    async with client(make_app()) as http:
+        response = await http.get("/whoami", headers={"X-User": "user-123", "X-Company": "c-1"})
     assert response.json() == {
         "request_id": response.headers["x-request-id"],
         "user_id": "user-123",
@@ -113,20 +105,17 @@ def test_user_bound_in_a_threaded_dependency_reaches_the_access_line(output: Out
         assert record["request_id"] == response.headers["x-request-id"]
 
 
-def test_fifty_concurrent_requests_never_see_each_others_context(output: Output) -> None:
-    async def call() -> list[httpx.Response]:
-        async with client(make_app()) as http:
-            return await asyncio.gather(
-                *(
-                    http.get(
-                        "/whoami",
-                        headers={"X-Request-ID": f"req-{n}", "X-User": f"user-{n}", "X-Company": f"co-{n % 7}"},
-                    )
-                    for n in range(50)
+async def test_fifty_concurrent_requests_never_see_each_others_context(output: Output) -> None:
+    async with client(make_app()) as http:
+        responses = await asyncio.gather(
+            *(
+                http.get(
+                    "/whoami",
+                    headers={"X-Request-ID": f"req-{n}", "X-User": f"user-{n}", "X-Company": f"co-{n % 7}"},
                 )
+                for n in range(50)
             )
-
-    responses = asyncio.run(call())
+        )
     for n, response in enumerate(responses):
         assert response.json() == {"request_id": f"req-{n}", "user_id": f"user-{n}", "company_id": f"co-{n % 7}"}
     records = app_lines(output)
@@ -137,32 +126,26 @@ def test_fifty_concurrent_requests_never_see_each_others_context(output: Output)
     assert logging_config.get_context() == {}
 
 
-def test_unhandled_error_gives_a_500_access_line(output: Output) -> None:
-    async def call() -> httpx.Response:
-        async with client(make_app(), raise_app_exceptions=False) as http:
-            return await http.get("/fail", headers={"X-Request-ID": "r-500"})
-
+async def test_unhandled_error_gives_a_500_access_line(output: Output) -> None:
     with without_pytest_log_capture():
-        response = asyncio.run(call())
+        async with client(make_app(), raise_app_exceptions=False) as http:
+            response = await http.get("/fail", headers={"X-Request-ID": "r-500"})
     assert response.status_code == 500
     [access] = access_lines(output)
     assert (access["status"], access["level"], access["request_id"]) == (500, "ERROR", "r-500")
 
 
 @pytest.mark.parametrize("inner_too", [False, True])
-def test_wrapping_the_whole_app_also_tags_error_responses(output: Output, inner_too: bool) -> None:
-    async def call() -> httpx.Response:
-        app = RequestContextMiddleware(make_app(middleware=inner_too))
-        async with client(app, raise_app_exceptions=False) as http:
-            return await http.get("/fail", headers={"X-Request-ID": "r-outer"})
-
+async def test_wrapping_the_whole_app_also_tags_error_responses(output: Output, inner_too: bool) -> None:
+    app = RequestContextMiddleware(make_app(middleware=inner_too))
     with without_pytest_log_capture():
-        response = asyncio.run(call())
+        async with client(app, raise_app_exceptions=False) as http:
+            response = await http.get("/fail", headers={"X-Request-ID": "r-outer"})
     assert response.status_code == 500 and response.headers["x-request-id"] == "r-outer"
     assert [record["status"] for record in access_lines(output)] == [500]  # installed twice, logged once
 
 
-def test_websocket_and_lifespan_scopes(output: Output) -> None:
+async def test_websocket_and_lifespan_scopes(output: Output) -> None:
     seen: dict[str, Any] = {}
 
     async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
@@ -173,30 +156,23 @@ def test_websocket_and_lifespan_scopes(output: Output) -> None:
     async def noop(*_: Any) -> Any:
         return {}
 
-    async def run() -> None:
-        await middleware({"type": "lifespan"}, noop, noop)
-        await middleware({"type": "websocket", "headers": [(b"x-request-id", b"ws-1")]}, noop, noop)
-
-    asyncio.run(run())
+    await middleware({"type": "lifespan"}, noop, noop)
+    await middleware({"type": "websocket", "headers": [(b"x-request-id", b"ws-1")]}, noop, noop)
     assert seen == {"lifespan": {}, "websocket": {"request_id": "ws-1"}}
     assert app_lines(output) == []  # no access line for websockets or lifespan
 
 
 @pytest.mark.parametrize("logger_name", ["ecvi.access", "custom.access"])
-def test_access_logger_name_is_configurable(output: Output, logger_name: str) -> None:
+async def test_access_logger_name_is_configurable(output: Output, logger_name: str) -> None:
     app = FastAPI()
     app.add_middleware(RequestContextMiddleware, logger=logger_name)
-
-    async def call() -> None:
-        async with client(app) as http:
-            await http.get("/missing")
-
-    asyncio.run(call())
+    async with client(app) as http:
+        await http.get("/missing")
     [access] = [record for record in output.records() if record["logger"] == logger_name]
     assert access["logger"] == logger_name and access["status"] == 404 and access["level"] == "INFO"
 
 
-def test_duration_stops_at_the_last_response_byte_not_after_background_tasks(output: Output) -> None:
+async def test_duration_stops_at_the_last_response_byte_not_after_background_tasks(output: Output) -> None:
     app = FastAPI()
     app.add_middleware(RequestContextMiddleware)
 
@@ -209,11 +185,8 @@ def test_duration_stops_at_the_last_response_byte_not_after_background_tasks(out
         background.add_task(slow_cleanup)
         return {"ok": "yes"}
 
-    async def call() -> httpx.Response:
-        async with client(app) as http:
-            return await http.post("/jobs", headers={"X-Request-ID": "r-bg"})
-
-    asyncio.run(call())
+    async with client(app) as http:
+        await http.post("/jobs", headers={"X-Request-ID": "r-bg"})
     cleanup, access = app_lines(output)
     assert cleanup["message"] == "cleanup done" and cleanup["request_id"] == "r-bg"
     assert access["request_id"] == "r-bg" and access["duration_ms"] < 250

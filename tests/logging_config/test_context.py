@@ -79,7 +79,8 @@ def test_threads_do_not_share_context(output: Output) -> None:
         assert record["request_id"] == f"thread-{record['index']}"
 
 
-def test_asyncio_tasks_do_not_share_context(output: Output) -> None:
+@pytest.mark.anyio
+async def test_asyncio_tasks_do_not_share_context(output: Output) -> None:
     async def handle(index: int) -> None:
         bind(request_id=f"req-{index}", user_id=f"user-{index}")
         await asyncio.sleep(0.001 * (index % 5))
@@ -87,12 +88,9 @@ def test_asyncio_tasks_do_not_share_context(output: Output) -> None:
         await asyncio.sleep(0)
         assert get_context()["request_id"] == f"req-{index}"
 
-    async def main() -> None:
-        bind(request_id="parent")
-        await asyncio.gather(*(handle(index) for index in range(50)))
-        assert get_context() == {"request_id": "parent"}
-
-    asyncio.run(main())
+    bind(request_id="parent")
+    await asyncio.gather(*(handle(index) for index in range(50)))
+    assert get_context() == {"request_id": "parent"}
     records = output.by_message("handled")
     assert len(records) == 50
     for record in records:

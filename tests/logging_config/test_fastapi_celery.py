@@ -28,6 +28,8 @@ from .conftest import Output
 log = logging.getLogger("app.companies")
 task_log = logging.getLogger("app.tasks")
 
+pytestmark = pytest.mark.anyio
+
 celery_app = Celery("ecvi_logging_test", broker="memory://", backend="cache+memory://")
 celery_app.conf.update(
     broker_transport_options={"polling_interval": 0.01},
@@ -78,8 +80,8 @@ async def post_companies(*headers: dict[str, str]) -> list[httpx.Response]:
         return await asyncio.gather(*(http.post("/companies", headers=h) for h in headers))
 
 
-def test_request_and_task_lines_share_the_context(worker: None, output: Output) -> None:
-    [response] = asyncio.run(post_companies({"X-User": "user-123", "X-Company": "c-42"}))
+async def test_request_and_task_lines_share_the_context(worker: None, output: Output) -> None:
+    [response] = await post_companies({"X-User": "user-123", "X-Company": "c-42"})
     request_id = response.headers["x-request-id"]
     task_id = response.json()["task_id"]
     task_context = wait(task_id)
@@ -96,9 +98,9 @@ def test_request_and_task_lines_share_the_context(worker: None, output: Output) 
     assert "task_id" not in created and access["status"] == 200
 
 
-def test_fifty_concurrent_requests_keep_their_own_context_into_their_tasks(worker: None, output: Output) -> None:
+async def test_fifty_concurrent_requests_keep_their_own_context_into_their_tasks(worker: None, output: Output) -> None:
     headers = [{"X-Request-ID": f"req-{n}", "X-User": f"user-{n}", "X-Company": f"co-{n}"} for n in range(50)]
-    responses = asyncio.run(post_companies(*headers))
+    responses = await post_companies(*headers)
     contexts = [wait(response.json()["task_id"]) for response in responses]
 
     for n, (response, task_context) in enumerate(zip(responses, contexts, strict=True)):

@@ -17,11 +17,6 @@ from logging_config.metrics import HTTP_DURATION_BUCKETS, UNMATCHED_ENDPOINT, Me
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _value(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 

@@ -6,7 +6,6 @@ A real FastAPI app (served in-process through httpx's ASGI transport) and a real
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
@@ -27,8 +26,8 @@ import logging_config.celery as log_celery
 from logging_config import sentry as log_sentry
 from logging_config.asgi import RequestContextMiddleware
 
+from ._envelopes import EnvelopeServer
 from .conftest import parse_lines
-from .envelopes import EnvelopeServer
 
 SECRET = "sk_live_4f9a8b7c6d5e"
 log = logging.getLogger("app.payments")
@@ -83,26 +82,23 @@ def make_app() -> FastAPI:
     return app
 
 
-async def _get(app: FastAPI, *paths: str) -> list[httpx.Response]:
+async def get(app: FastAPI, *paths: str) -> list[httpx.Response]:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://ecvi.test") as http:
         return [await http.get(path) for path in paths]
-
-
-def get(app: FastAPI, *paths: str) -> list[httpx.Response]:
-    return asyncio.run(_get(app, *paths))
 
 
 def error_events(server: EnvelopeServer) -> list[dict[str, Any]]:
     return server.items("event")
 
 
-def test_unhandled_request_error_arrives_once_with_context_release_and_environment(
+@pytest.mark.anyio
+async def test_unhandled_request_error_arrives_once_with_context_release_and_environment(
     envelopes: EnvelopeServer,
 ) -> None:
     stream = io.StringIO()
     configure(envelopes.dsn, stream, traces_sample_rate=0.0)
-    [response] = get(make_app(), "/boom")
+    [response] = await get(make_app(), "/boom")
     assert response.status_code == 500  # written by Starlette's outermost error middleware
     sentry_sdk.flush(5)
     envelopes.wait_for(lambda: len(error_events(envelopes)) >= 1)
@@ -121,9 +117,10 @@ def test_unhandled_request_error_arrives_once_with_context_release_and_environme
     assert (access["user_id"], access["company_id"]) == ("user-7", "co-42")
 
 
-def test_capture_exception_by_application_code_carries_the_bound_context(envelopes: EnvelopeServer) -> None:
+@pytest.mark.anyio
+async def test_capture_exception_by_application_code_carries_the_bound_context(envelopes: EnvelopeServer) -> None:
     configure(envelopes.dsn, io.StringIO(), traces_sample_rate=0.0)
-    [response] = get(make_app(), "/handled")
+    [response] = await get(make_app(), "/handled")
     sentry_sdk.flush(5)
     envelopes.wait_for(lambda: len(error_events(envelopes)) >= 1)
     [event] = error_events(envelopes)
@@ -132,10 +129,11 @@ def test_capture_exception_by_application_code_carries_the_bound_context(envelop
     assert (event["tags"]["company_id"], event["user"]["id"]) == ("co-43", "user-8")
 
 
-def test_an_error_log_line_becomes_one_event_and_carries_its_id(envelopes: EnvelopeServer) -> None:
+@pytest.mark.anyio
+async def test_an_error_log_line_becomes_one_event_and_carries_its_id(envelopes: EnvelopeServer) -> None:
     stream = io.StringIO()
     configure(envelopes.dsn, stream, traces_sample_rate=0.0)
-    [response] = get(make_app(), "/log-error")
+    [response] = await get(make_app(), "/log-error")
     sentry_sdk.flush(5)
     envelopes.wait_for(lambda: len(error_events(envelopes)) >= 1)
     time.sleep(0.3)
@@ -151,10 +149,11 @@ def test_an_error_log_line_becomes_one_event_and_carries_its_id(envelopes: Envel
     assert any(c.startswith("Payment started with token=") for c in crumbs), crumbs
 
 
-def test_transactions_are_sampled_at_ten_percent(envelopes: EnvelopeServer) -> None:
+@pytest.mark.anyio
+async def test_transactions_are_sampled_at_ten_percent(envelopes: EnvelopeServer) -> None:
     configure(envelopes.dsn, io.StringIO())  # the default traces_sample_rate
     app = make_app()
-    responses = get(app, *["/ok"] * 1000)
+    responses = await get(app, *["/ok"] * 1000)
     assert all(r.status_code == 200 for r in responses)
     sentry_sdk.flush(10)
     time.sleep(0.5)
@@ -176,8 +175,9 @@ def _blackhole() -> socket.socket:
     return sock
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("kind", ["refused", "silent"])
-def test_sentry_unreachable_never_blocks_or_breaks_a_request(kind: str) -> None:
+async def test_sentry_unreachable_never_blocks_or_breaks_a_request(kind: str) -> None:
     if kind == "refused":
         probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
@@ -194,7 +194,7 @@ def test_sentry_unreachable_never_blocks_or_breaks_a_request(kind: str) -> None:
         responses, latencies = [], []
         for path in ["/boom", "/ok", "/log-error"] * 20:
             started = time.monotonic()
-            responses += get(app, path)
+            responses += await get(app, path)
             latencies.append(time.monotonic() - started)
     finally:
         log_sentry.close_sentry(timeout=0.1)
