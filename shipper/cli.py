@@ -171,7 +171,7 @@ def dead_letter_replay(config_path: str, sink_name: str) -> None:
     Exit 0 when all were resent, 1 when some failed again, 2 when some lines cannot be resent
     (not JSON, no record): they stay in the file, each named on stderr.
     """
-    from shipper.sinks.replay import replay_dead_letters
+    from shipper.jobs.replay import replay_dead_letters
 
     cfg = _load_or_exit(config_path)
     if sink_name not in cfg.sinks:

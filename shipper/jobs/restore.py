@@ -1,8 +1,8 @@
 """``archive restore``: replay an archived day into Loki, Elasticsearch or a file, through the sinks.
 
 Archived lines become :class:`~shipper.event.Event` objects again and go through the same sink
-classes and the same delivery loop (:meth:`SinkDriver.deliver`: batching, retries, dead letters)
-as live traffic, so a restore writes exactly what the shipper would have:
+classes and the same :class:`~shipper.sinks._common.delivery.Delivery` (batching, retries, dead
+letters) as live traffic, so a restore writes exactly what the shipper would have:
 
 * Elasticsearch: ``create`` with the document id (the archived ``id``, or the event's own id), so a
   restore run twice indexes nothing twice. Default index: ``restored-<original index>``.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,14 +33,13 @@ from shipper.archive.layout import day_prefix
 from shipper.archive.manifest import Manifest, ObjectEntry
 from shipper.archive.objects import iter_records, sha256_hex
 from shipper.archive.storage.base import ObjectStore
-from shipper.buffer import DiskBuffer
+from shipper.errors import JobError
 from shipper.event import Event
-from shipper.jobs.errors import JobError
 from shipper.jobs.verify import read_manifest
 from shipper.sinks._common.base import Sink
-from shipper.sinks._common.config import SinkConfigBase
-from shipper.sinks._common.dead_letter import dead_letter_path, read_dead_letters
-from shipper.sinks._common.driver import SinkDriver, split_batches
+from shipper.sinks._common.config import BatchConfig, SinkConfigBase
+from shipper.sinks._common.dead_letter import DeadLetterWriter
+from shipper.sinks._common.delivery import Delivery, DeliveryReport
 from shipper.sinks.elasticsearch.config import ElasticsearchSinkConfig
 from shipper.sinks.elasticsearch.sink import ElasticsearchSink
 from shipper.sinks.file.config import FileSinkConfig
@@ -120,14 +118,14 @@ class _Replayer:
     """Builds one sink per shape of stream (Loki) or one for the day, and delivers batches."""
 
     def __init__(self, target: TargetKind, spec: RestoreTarget, day: date, manifest: Manifest,
-                 data_dir: Path, buffer_dir: Path) -> None:
+                 data_dir: Path) -> None:
         self.kind = target
         self.spec = spec
         self.day = day
         self.manifest = manifest
         self.data_dir = data_dir
-        self.buffer_dir = buffer_dir
-        self.drivers: dict[Any, SinkDriver] = {}
+        self.deliveries: dict[Any, tuple[Delivery, BatchConfig]] = {}
+        self.report = DeliveryReport()
         self._lock = asyncio.Lock()
 
     def _config(self, key: Any) -> tuple[SinkConfigBase, type[Sink]]:
@@ -176,18 +174,18 @@ class _Replayer:
         pattern = base.index if isinstance(base, ElasticsearchSinkConfig) else "ecvi-logs-%Y.%m.%d"
         return f"restored-{pattern}"
 
-    async def driver(self, key: Any) -> SinkDriver:
+    async def delivery(self, key: Any) -> tuple[Delivery, BatchConfig]:
+        """The delivery (and its batch limits) of the sink for ``key``, started on first use."""
         async with self._lock:
-            drv = self.drivers.get(key)
-            if drv is None:
+            hit = self.deliveries.get(key)
+            if hit is None:
                 config, cls = self._config(key)
-                name = f"restore-{self.kind}-{len(self.drivers)}"
+                name = f"restore-{self.kind}-{len(self.deliveries)}"
                 sink = cls(name, config, str(self.data_dir))
                 await sink.start()
-                # The driver's loop is used directly (deliver), not through a buffer: this one stays empty.
-                buffer = DiskBuffer(self.buffer_dir / name, name)
-                drv = self.drivers[key] = SinkDriver(sink, buffer, config, str(self.data_dir))
-            return drv
+                delivery = Delivery(sink, config.request.retry, DeadLetterWriter(self.data_dir, name))
+                hit = self.deliveries[key] = (delivery, config.batch)
+            return hit
 
     async def replay(self, records: list[dict[str, Any]]) -> None:
         """Deliver one object's events (in order)."""
@@ -205,19 +203,16 @@ class _Replayer:
             metadata = tuple(sorted({k for r in recs for k in r.get("metadata") or {}}))
             groups[(names, metadata) if names is not None else None] = [event_for(r, self.kind) for r in recs]
         for key, events in groups.items():
-            drv = await self.driver(key)
-            b = drv.config.batch
-            for batch in split_batches(events, b.max_events, b.max_bytes, drv.sink.event_size):
-                await drv.deliver(batch)
+            delivery, batch = await self.delivery(key)
+            self.report.add(await delivery.deliver_all(events, batch))
 
     async def close(self) -> list[str]:
+        """Close the sinks; returns the dead-letter files of this restore's sinks that exist."""
         paths = []
-        for drv in self.drivers.values():
-            await drv.sink.close()
-            await drv.buffer.close()
-            p = dead_letter_path(self.data_dir, drv.name)
-            if p.exists():
-                paths.append(str(p))
+        for delivery, _batch in self.deliveries.values():
+            await delivery.sink.close()
+            if delivery.dead.path.exists():
+                paths.append(str(delivery.dead.path))
         return paths
 
 
@@ -264,30 +259,22 @@ async def restore_day(store: ObjectStore, day: date, target: RestoreTarget, *, d
     if manifest is None:
         raise JobError(f"{store.describe(day_prefix(day))} has no manifest: seal or archive the day first")
     result = RestoreResult(day, target.kind)
-    data_path = Path(data_dir)
-    before = {p: _count_lines(p) for p in data_path.glob("dead_letter/restore-*.ndjson")}
     gate = asyncio.Semaphore(max(1, concurrency))
-    with tempfile.TemporaryDirectory(prefix="ecvi-restore-") as tmp:
-        replayer = _Replayer(target.kind, target, day, manifest, data_path, Path(tmp))
+    replayer = _Replayer(target.kind, target, day, manifest, Path(data_dir))
 
-        async def run_lane(lane: list[ObjectEntry]) -> None:
-            async with gate:
-                for entry in lane:
-                    data = await asyncio.to_thread(_load, store, day, entry)
-                    for records in _chunks(iter_records(data), _CHUNK):
-                        await replayer.replay(records)
-                        result.events += len(records)
-                    result.objects += 1
+    async def run_lane(lane: list[ObjectEntry]) -> None:
+        async with gate:
+            for entry in lane:
+                data = await asyncio.to_thread(_load, store, day, entry)
+                for records in _chunks(iter_records(data), _CHUNK):
+                    await replayer.replay(records)
+                    result.events += len(records)
+                result.objects += 1
 
-        try:
-            await asyncio.gather(*(run_lane(lane) for lane in _lanes(manifest, target.kind)))
-        finally:
-            result.dead_letters = await replayer.close()
-    for p in result.dead_letters:
-        result.rejected += _count_lines(Path(p)) - before.get(Path(p), 0)
+    try:
+        await asyncio.gather(*(run_lane(lane) for lane in _lanes(manifest, target.kind)))
+    finally:
+        result.dead_letters = await replayer.close()
+    result.rejected = replayer.report.dead_lettered + replayer.report.dropped
     result.seconds = time.monotonic() - began
     return result
-
-
-def _count_lines(path: Path) -> int:
-    return sum(1 for _ in read_dead_letters(path))

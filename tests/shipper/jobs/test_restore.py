@@ -9,8 +9,8 @@ import pytest
 
 from shipper.archive.manifest import build_manifest
 from shipper.archive.storage.local import LocalStore
+from shipper.errors import JobError
 from shipper.jobs.archive import archive_day
-from shipper.jobs.errors import JobError
 from shipper.jobs.restore import LABELS_KEY, RestoreTarget, _Replayer, event_for, restore_day
 from shipper.jobs.seal import seal_day
 from shipper.sinks.elasticsearch.config import ElasticsearchSinkConfig
@@ -43,7 +43,7 @@ def test_events_from_each_kind_of_line() -> None:
 
 def _replayer(kind, spec: RestoreTarget, backend: str = "loki") -> _Replayer:
     manifest = build_manifest(DAY, "export", {"backend": backend}, [])
-    return _Replayer(kind, spec, DAY, manifest, Path("/nonexistent"), Path("/nonexistent"))
+    return _Replayer(kind, spec, DAY, manifest, Path("/nonexistent"))
 
 
 def test_loki_streams_keep_their_labels_plus_a_restore_label() -> None:

@@ -8,15 +8,16 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import orjson
 import pytest
 
 from shipper.config import ShipperConfig, parse_config
 from shipper.event import Event
+from shipper.jobs.replay import replay_dead_letters
 from shipper.sinks._common.base import Sink
 from shipper.sinks._common.dead_letter import DeadLetterWriter, dead_letter_path, read_dead_letters
-from shipper.sinks._common.outcome import SendOutcome
-from shipper.sinks.replay import replay_dead_letters
+from shipper.sinks._common.outcome import SendOutcome, TransientSinkError
 
 
 def _config(tmp: Path) -> ShipperConfig:
@@ -49,37 +50,36 @@ class GatedSink(Sink):
         return len(event.raw)
 
 
-def _replay(monkeypatch: pytest.MonkeyPatch, sink: Sink, config: ShipperConfig) -> Any:
-    # Through the module's sink factory, so this runs the same way on any version of replay.
-    monkeypatch.setattr("shipper.sinks.replay.build_sink", lambda *_a: sink)
-    return replay_dead_letters(config, "all")
+def _open_gate() -> asyncio.Event:
+    gate = asyncio.Event()
+    gate.set()
+    return gate
 
 
 def _messages(path: Path) -> list[str]:
     return [e["event"]["record"]["message"] for e in read_dead_letters(path) if "event" in e]
 
 
-def test_dead_letters_appended_while_replay_sends_survive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.anyio
+async def test_dead_letters_appended_while_replay_sends_survive(tmp_path: Path) -> None:
     config = _config(tmp_path)
     writer = DeadLetterWriter(config.data_dir, "all")
     writer.write([(_ev(i), "first failure") for i in range(4)])
 
-    async def scenario() -> None:
-        gate = asyncio.Event()
-        sink = GatedSink(gate, reject={"m1"})
-        replay = asyncio.create_task(_replay(monkeypatch, sink, config))
-        await sink.sending.wait()
-        # The sink is mid-send: new dead letters arrive now, from the running shipper.
-        writer.write([(_ev(i), "new failure") for i in (10, 11)])
-        gate.set()
-        await replay
-        assert sink.sent == ["m0", "m1", "m2", "m3"]
-
-    asyncio.run(scenario())
+    gate = asyncio.Event()
+    sink = GatedSink(gate, reject={"m1"})
+    replay = asyncio.create_task(replay_dead_letters(config, "all", sink))
+    await sink.sending.wait()
+    # The sink is mid-send: new dead letters arrive now, from the running shipper.
+    writer.write([(_ev(i), "new failure") for i in (10, 11)])
+    gate.set()
+    await replay
+    assert sink.sent == ["m0", "m1", "m2", "m3"]
     assert sorted(_messages(writer.path)) == ["m1", "m10", "m11"]
 
 
-def test_replay_keeps_damaged_lines_mode_and_fields(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.anyio
+async def test_replay_keeps_damaged_lines_mode_and_fields(tmp_path: Path) -> None:
     config = _config(tmp_path)
     path = dead_letter_path(config.data_dir, "all")
     writer = DeadLetterWriter(config.data_dir, "all")
@@ -91,12 +91,9 @@ def test_replay_keeps_damaged_lines_mode_and_fields(tmp_path: Path, monkeypatch:
     original = {e["event"]["record"]["message"]: e for e in read_dead_letters(path) if "event" in e
                 and "record" in e["event"]}
 
-    gate = asyncio.Event()
-    gate.set()
-    result = asyncio.run(_replay(monkeypatch, GatedSink(gate, reject={"m2"}), config))
+    result = await replay_dead_letters(config, "all", GatedSink(_open_gate(), reject={"m2"}))
 
-    counts = (result.resent, result.failed_again) if hasattr(result, "resent") else tuple(result)
-    assert counts == (1, 1)
+    assert (result.resent, result.failed_again) == (1, 1)
     assert result.unreadable == 3 and len(result.problems) == 3
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
     lines = path.read_bytes().splitlines(keepends=True)
@@ -105,6 +102,51 @@ def test_replay_keeps_damaged_lines_mode_and_fields(tmp_path: Path, monkeypatch:
     assert len(kept) == 1
     assert kept[0]["time"] == original["m2"]["time"] and kept[0]["event"] == original["m2"]["event"]
     assert kept[0]["reason"] == "still bad"
+
+
+class FlakySink(GatedSink):
+    """Fails the first send as a whole (the backend was briefly away) and raises on ``poison``."""
+
+    def __init__(self, poison: str = "") -> None:
+        super().__init__(_open_gate())
+        self.poison, self.first = poison, True
+
+    async def send(self, events: list[Event]) -> SendOutcome:
+        if self.first:
+            self.first = False
+            raise TransientSinkError("all", "503: restarting")
+        if any(e.record["message"] == self.poison for e in events):
+            raise TypeError("cannot encode")
+        return await super().send(events)
+
+
+@pytest.mark.anyio
+async def test_replay_rides_out_a_brief_outage(tmp_path: Path) -> None:
+    """Through the shared delivery: a transient failure is retried, not written back."""
+    config = _config(tmp_path)
+    writer = DeadLetterWriter(config.data_dir, "all")
+    writer.write([(_ev(i), "first failure") for i in range(3)])
+    sink = FlakySink()
+    result = await replay_dead_letters(config, "all", sink)
+    assert (result.resent, result.failed_again) == (3, 0)
+    assert sorted(sink.sent) == ["m0", "m1", "m2"]
+    assert _messages(writer.path) == []
+
+
+@pytest.mark.anyio
+async def test_replay_isolates_the_event_that_breaks_the_sink(tmp_path: Path) -> None:
+    """An event the sink cannot encode goes back alone; its batch neighbour is delivered."""
+    config = _config(tmp_path)
+    writer = DeadLetterWriter(config.data_dir, "all")
+    writer.write([(_ev(i), "first failure") for i in range(4)])
+    sink = FlakySink(poison="m2")
+    sink.first = False
+    result = await replay_dead_letters(config, "all", sink)
+    assert (result.resent, result.failed_again) == (3, 1)
+    assert sorted(sink.sent) == ["m0", "m1", "m3"]
+    [entry] = list(read_dead_letters(writer.path))
+    assert entry["event"]["record"]["message"] == "m2"
+    assert entry["reason"] == "unexpected TypeError: cannot encode" and "replayed" in entry
 
 
 def _deep(n: int) -> dict[str, Any]:
@@ -130,34 +172,28 @@ def test_writer_never_raises_on_unencodable_records(tmp_path: Path, record: dict
     assert entries[1]["event"]["record"] == {"message": "m1"}
 
 
-class CountingSink(GatedSink):
-    def __init__(self) -> None:
-        gate = asyncio.Event()
-        gate.set()
-        super().__init__(gate)
-
-
-def test_replays_racing_a_writer_thread_lose_and_repeat_nothing(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    import threading
-
+@pytest.mark.anyio
+async def test_replays_racing_a_writer_thread_lose_and_repeat_nothing(tmp_path: Path) -> None:
     config = _config(tmp_path)
     writer = DeadLetterWriter(config.data_dir, "all")
     total = 400
-    done = threading.Event()
 
     def write_all() -> None:
         for i in range(total):
             writer.write([(_ev(i), "failure")])
-        done.set()
 
-    sink = CountingSink()
-    monkeypatch.setattr("shipper.sinks.replay.build_sink", lambda *_a: sink)
-    thread = threading.Thread(target=write_all)
-    thread.start()
-    while not done.is_set():
-        asyncio.run(replay_dead_letters(config, "all"))
-    thread.join()
-    asyncio.run(replay_dead_letters(config, "all"))
+    sink = GatedSink(_open_gate())
+    done = False
+
+    async def replay_until_done() -> None:
+        while not done:
+            await replay_dead_letters(config, "all", sink)
+            await asyncio.sleep(0)  # let the writer thread's completion be seen
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(replay_until_done)
+        await anyio.to_thread.run_sync(write_all)
+        done = True
+    await replay_dead_letters(config, "all", sink)
     assert sorted(sink.sent) == sorted(f"m{i}" for i in range(total))
     assert _messages(writer.path) == []

@@ -1,4 +1,8 @@
-"""Resend a sink's dead-lettered events after the cause was fixed.
+"""``dead-letter replay``: resend a sink's dead-lettered events after the cause was fixed.
+
+The events go through the sink's :class:`~shipper.sinks._common.delivery.Delivery`, as live traffic
+does, with a bounded retry (:data:`REPLAY_RETRY`): what fails again is written back by the same
+dead-letter writer, as the entry it was read from with the new reason.
 
 Nothing is lost, whatever runs alongside: the file is first renamed to a claim
 (``<sink>.ndjson.replaying-<ns>``), so dead letters written meanwhile start a new file; the claim
@@ -17,26 +21,30 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import orjson
+from typing import Any
 
 from shipper.config import ShipperConfig
 from shipper.errors import ShipperError
 from shipper.event import Event
 from shipper.sinks._common.base import Sink
+from shipper.sinks._common.config import RetryConfig
 from shipper.sinks._common.dead_letter import (
     CLAIM_SUFFIX,
     FILE_MODE,
     DeadLetterLine,
+    DeadLetterWriter,
     append_locked,
     dead_letter_files,
     dead_letter_path,
     entry_event,
     read_lines,
 )
-from shipper.sinks._common.driver import split_batches
-from shipper.sinks._common.outcome import SendOutcome
+from shipper.sinks._common.delivery import Delivery
 from shipper.sinks.registry import AnySinkConfig, build_sink
+
+#: A replay is run by an operator who waits for it: a short outage is ridden out, a longer one
+#: leaves the entries in the file for the next replay.
+REPLAY_RETRY = RetryConfig(initial_backoff_secs=0.5, max_backoff_secs=5.0, max_attempts=3)
 
 
 @dataclass
@@ -50,7 +58,8 @@ class ReplayResult:
 
 
 async def replay_dead_letters(config: ShipperConfig, sink_name: str, sink: Sink | None = None) -> ReplayResult:
-    """Send every dead letter of ``sink_name`` once more (permanent errors are not retried).
+    """Send every dead letter of ``sink_name`` once more (transient failures retried within
+    :data:`REPLAY_RETRY`, permanent ones not at all).
 
     ``sink`` replaces the one built from the config (tests). Raises :class:`ShipperError` when
     another replay of the same sink is running.
@@ -64,7 +73,7 @@ async def replay_dead_letters(config: ShipperConfig, sink_name: str, sink: Sink 
         result = ReplayResult()
         mode = FILE_MODE
         kept: list[bytes] = []
-        replayable: list[tuple[dict[str, object], Event]] = []
+        replayable: list[tuple[dict[str, Any], Event]] = []
         for claim in claims:
             mode = os.stat(claim).st_mode & 0o7777
             for dl in _read_claim(claim):
@@ -79,15 +88,10 @@ async def replay_dead_letters(config: ShipperConfig, sink_name: str, sink: Sink 
                 result.problems.append(f"{path} {problem} (kept in the file)")
                 kept.append(dl.line if dl.line.endswith(b"\n") else dl.line + b"\n")
         if replayable:
-            failed = await _send(scfg, sink_name, config.data_dir, [e for _entry, e in replayable], sink)
-            for entry, event in replayable:
-                reason = failed.get(id(event))
-                if reason is None:
-                    result.resent += 1
-                else:
-                    result.failed_again += 1
-                    kept.append(orjson.dumps({**entry, "reason": reason, "replayed": time.time()},
-                                             default=str, option=orjson.OPT_NON_STR_KEYS) + b"\n")
+            writer = DeadLetterWriter(config.data_dir, sink_name, mode=mode)
+            writer.earlier = {id(event): entry for entry, event in replayable}
+            failed = await _resend(scfg, sink_name, config.data_dir, [e for _entry, e in replayable], sink, writer)
+            result.resent, result.failed_again = len(replayable) - failed, failed
         if kept:
             append_locked(path, b"".join(kept), mode)
         for claim in claims:
@@ -96,27 +100,25 @@ async def replay_dead_letters(config: ShipperConfig, sink_name: str, sink: Sink 
     return result
 
 
-async def _send(scfg: AnySinkConfig, sink_name: str, data_dir: str, events: list[Event],
-                sink: Sink | None) -> dict[int, str]:
-    """Send ``events`` in batches; returns the reason of each one not accepted, by ``id()``."""
-    failed: dict[int, str] = {}
+async def _resend(scfg: AnySinkConfig, sink_name: str, data_dir: str, events: list[Event], sink: Sink | None,
+                  writer: DeadLetterWriter) -> int:
+    """Deliver ``events``; returns how many were written back as dead letters.
+
+    A sink that cannot start (the backend is still unusable) writes every entry back with why.
+    """
     try:
         sink = sink or build_sink(sink_name, scfg, data_dir)
         await sink.start()
-    except Exception as exc:  # the backend is still unusable: every entry stays, with this reason
-        return {id(e): f"{type(exc).__name__}: {exc}" for e in events}
-    batch_cfg = scfg.batch
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        writer.write([(e, reason) for e in events])
+        return len(events)
+    delivery = Delivery(sink, REPLAY_RETRY, writer)
     try:
-        for batch in split_batches(events, batch_cfg.max_events, batch_cfg.max_bytes, sink.event_size):
-            try:
-                outcome = await sink.send(batch)
-            except Exception as exc:  # one failed request fails its batch, not the replay
-                outcome = SendOutcome(rejected=[(e, f"{type(exc).__name__}: {exc}") for e in batch])
-            failed.update((id(e), r) for e, r in outcome.rejected)
-            failed.update((id(e), outcome.reason or "retry") for e in outcome.retry)
+        report = await delivery.deliver_all(events, scfg.batch)
     finally:
         await sink.close()
-    return failed
+    return report.dead_lettered + report.dropped
 
 
 @contextlib.contextmanager
