@@ -7,14 +7,13 @@ import pytest
 from shipper import metrics
 from shipper.buffer import DiskBuffer
 from shipper.event import Event
+from tests.factories import numbered_event
+
+pytestmark = pytest.mark.anyio
 
 
 def _events(start: int, n: int, size: int = 50) -> list[Event]:
-    return [Event({"n": i}, "x" * size, i, {"id": str(i)}) for i in range(start, start + n)]
-
-
-def run(coro):  # type: ignore[no-untyped-def]
-    return asyncio.run(coro)
+    return [numbered_event(i, raw="x" * size, meta={"id": str(i)}) for i in range(start, start + n)]
 
 
 async def _drain(buf: DiskBuffer, ack: bool = True) -> list[int]:
@@ -27,55 +26,43 @@ async def _drain(buf: DiskBuffer, ack: bool = True) -> list[int]:
     return got
 
 
-def test_roundtrip_and_resume_after_restart(tmp_path: Path) -> None:
-    async def first() -> list[int]:
-        buf = DiskBuffer(tmp_path, "t1", segment_bytes=64 * 1024)
-        for i in range(0, 1000, 100):
-            await buf.append(_events(i, 100))
-        chunks = await buf.read(300, 1 << 30, 0.01)
-        buf.ack(chunks)  # 300 delivered, 700 not
-        await buf.close()
-        return [e.record["n"] for c in chunks for e in c.events]
+async def test_roundtrip_and_resume_after_restart(tmp_path: Path) -> None:
+    buf = DiskBuffer(tmp_path, "t1", segment_bytes=64 * 1024)
+    for i in range(0, 1000, 100):
+        await buf.append(_events(i, 100))
+    chunks = await buf.read(300, 1 << 30, 0.01)
+    buf.ack(chunks)  # 300 delivered, 700 not
+    await buf.close()
+    assert [e.record["n"] for c in chunks for e in c.events] == list(range(300))
 
-    async def second() -> list[int]:
-        buf = DiskBuffer(tmp_path, "t1", segment_bytes=64 * 1024)
-        assert buf.pending_events == 700
-        got = await _drain(buf)
-        assert buf.pending_events == 0
-        await buf.close()
-        return got
-
-    assert run(first()) == list(range(300))
-    assert run(second()) == list(range(300, 1000))
+    buf = DiskBuffer(tmp_path, "t1", segment_bytes=64 * 1024)
+    assert buf.pending_events == 700
+    assert await _drain(buf) == list(range(300, 1000))
+    assert buf.pending_events == 0
+    await buf.close()
     # Delivered segments are deleted; only the current write segment(s) remain.
     assert len(list(tmp_path.glob("*.seg"))) <= 2
 
 
-def test_out_of_order_acks_only_move_contiguous_prefix(tmp_path: Path) -> None:
-    async def go() -> None:
-        buf = DiskBuffer(tmp_path, "t2")
-        for i in range(3):
-            await buf.append(_events(i * 10, 10))
-        a = await buf.read(10, 1 << 30, 0)
-        b = await buf.read(10, 1 << 30, 0)
-        buf.ack(b)  # second record done first: position must not move yet
-        await buf.close()
-        buf2 = DiskBuffer(tmp_path, "t2")
-        assert buf2.pending_events == 30
-        await buf2.close()
-        del a
-
-    run(go())
+async def test_out_of_order_acks_only_move_contiguous_prefix(tmp_path: Path) -> None:
+    buf = DiskBuffer(tmp_path, "t2")
+    for i in range(3):
+        await buf.append(_events(i * 10, 10))
+    a = await buf.read(10, 1 << 30, 0)
+    b = await buf.read(10, 1 << 30, 0)
+    buf.ack(b)  # second record done first: position must not move yet
+    await buf.close()
+    buf2 = DiskBuffer(tmp_path, "t2")
+    assert buf2.pending_events == 30
+    await buf2.close()
+    del a
 
 
-def test_corrupt_record_is_counted_and_skipped(tmp_path: Path) -> None:
-    async def write() -> None:
-        buf = DiskBuffer(tmp_path, "t3")
-        for i in range(3):
-            await buf.append(_events(i * 10, 10))
-        await buf.close()
-
-    run(write())
+async def test_corrupt_record_is_counted_and_skipped(tmp_path: Path) -> None:
+    buf = DiskBuffer(tmp_path, "t3")
+    for i in range(3):
+        await buf.append(_events(i * 10, 10))
+    await buf.close()
     seg = sorted(tmp_path.glob("*.seg"))[0]
     data = bytearray(seg.read_bytes())
     rec = len(data) // 3
@@ -83,70 +70,54 @@ def test_corrupt_record_is_counted_and_skipped(tmp_path: Path) -> None:
     seg.write_bytes(bytes(data))
     before = metrics.REGISTRY.get_sample_value("ecvi_shipper_buffer_corrupt_records_total", {"sink": "t3"}) or 0
 
-    async def read() -> list[int]:
-        buf = DiskBuffer(tmp_path, "t3")
-        got = await _drain(buf)
-        await buf.close()
-        return got
-
-    got = run(read())
+    buf = DiskBuffer(tmp_path, "t3")
+    got = await _drain(buf)
+    await buf.close()
     assert got == list(range(10)) + list(range(20, 30))
     after = metrics.REGISTRY.get_sample_value("ecvi_shipper_buffer_corrupt_records_total", {"sink": "t3"})
     assert after == before + 1
 
 
-def test_torn_tail_is_skipped(tmp_path: Path) -> None:
-    async def write() -> None:
-        buf = DiskBuffer(tmp_path, "t4")
-        await buf.append(_events(0, 10))
-        await buf.append(_events(10, 10))
-        await buf.close()
-
-    run(write())
+async def test_torn_tail_is_skipped(tmp_path: Path) -> None:
+    buf = DiskBuffer(tmp_path, "t4")
+    await buf.append(_events(0, 10))
+    await buf.append(_events(10, 10))
+    await buf.close()
     seg = sorted(tmp_path.glob("*.seg"))[0]
     size = seg.stat().st_size
     os.truncate(seg, size - 7)  # a crash in the middle of the last write
 
-    async def read() -> list[int]:
-        buf = DiskBuffer(tmp_path, "t4")
-        got = await _drain(buf)
-        await buf.append(_events(100, 1))  # writing continues in a fresh segment
-        got += await _drain(buf)
-        await buf.close()
-        return got
-
-    assert run(read()) == [*range(10), 100]
+    buf = DiskBuffer(tmp_path, "t4")
+    got = await _drain(buf)
+    await buf.append(_events(100, 1))  # writing continues in a fresh segment
+    got += await _drain(buf)
+    await buf.close()
+    assert got == [*range(10), 100]
 
 
-def test_block_when_full_waits_for_acks(tmp_path: Path) -> None:
-    async def go() -> None:
-        buf = DiskBuffer(tmp_path, "t5", max_bytes=1024 * 1024)
-        big = _events(0, 100, size=5000)  # ~500 KB per append
-        await buf.append(big)
-        await buf.append(big)
-        blocked = asyncio.create_task(buf.append(big))
-        await asyncio.sleep(0.1)
-        assert not blocked.done()
-        assert metrics.REGISTRY.get_sample_value("ecvi_shipper_buffer_blocked", {"sink": "t5"}) == 1
-        chunks = await buf.read(100, 1 << 30, 0)
-        buf.ack(chunks)
-        await asyncio.wait_for(blocked, 2)
-        assert blocked.result() is True
-        await buf.close()
-
-    run(go())
+async def test_block_when_full_waits_for_acks(tmp_path: Path) -> None:
+    buf = DiskBuffer(tmp_path, "t5", max_bytes=1024 * 1024)
+    big = _events(0, 100, size=5000)  # ~500 KB per append
+    await buf.append(big)
+    await buf.append(big)
+    blocked = asyncio.create_task(buf.append(big))
+    await asyncio.sleep(0.1)
+    assert not blocked.done()
+    assert metrics.REGISTRY.get_sample_value("ecvi_shipper_buffer_blocked", {"sink": "t5"}) == 1
+    chunks = await buf.read(100, 1 << 30, 0)
+    buf.ack(chunks)
+    await asyncio.wait_for(blocked, 2)
+    assert blocked.result() is True
+    await buf.close()
 
 
-def test_drop_newest_counts(tmp_path: Path) -> None:
-    async def go() -> None:
-        buf = DiskBuffer(tmp_path, "t6", max_bytes=1024 * 1024, when_full="drop_newest")
-        big = _events(0, 100, size=5000)
-        assert await buf.append(big)
-        assert await buf.append(big)
-        assert not await buf.append(big)
-        await buf.close()
-
-    run(go())
+async def test_drop_newest_counts(tmp_path: Path) -> None:
+    buf = DiskBuffer(tmp_path, "t6", max_bytes=1024 * 1024, when_full="drop_newest")
+    big = _events(0, 100, size=5000)
+    assert await buf.append(big)
+    assert await buf.append(big)
+    assert not await buf.append(big)
+    await buf.close()
     dropped = metrics.REGISTRY.get_sample_value(
         "ecvi_shipper_events_dropped_total", {"component": "t6", "reason": "buffer_full"}
     )
@@ -154,13 +125,10 @@ def test_drop_newest_counts(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("policy", ["always", "interval", "never"])
-def test_fsync_policies_roundtrip(tmp_path: Path, policy: str) -> None:
-    async def go() -> list[int]:
-        buf = DiskBuffer(tmp_path, f"t7{policy}", fsync=policy)  # type: ignore[arg-type]
-        await buf.append(_events(0, 5))
-        buf.sync()
-        got = await _drain(buf)
-        await buf.close()
-        return got
-
-    assert run(go()) == list(range(5))
+async def test_fsync_policies_roundtrip(tmp_path: Path, policy: str) -> None:
+    buf = DiskBuffer(tmp_path, f"t7{policy}", fsync=policy)  # type: ignore[arg-type]
+    await buf.append(_events(0, 5))
+    buf.sync()
+    got = await _drain(buf)
+    await buf.close()
+    assert got == list(range(5))
