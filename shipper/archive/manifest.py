@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shipper import __version__
 from shipper.archive.days import day_bounds_ns
-from shipper.archive.errors import ManifestError
 from shipper.archive.layout import MANIFEST_NAME
+from shipper.errors import ManifestError
 
 
 class _Model(BaseModel):

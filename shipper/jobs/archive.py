@@ -22,7 +22,6 @@ from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from shipper.archive.days import day_start_ns, is_over
-from shipper.archive.errors import ArchiveConflict
 from shipper.archive.layout import (
     EXPORT_OBJECT,
     MANIFEST_NAME,
@@ -37,7 +36,7 @@ from shipper.archive.layout import (
 from shipper.archive.manifest import Manifest, ObjectEntry, build_manifest
 from shipper.archive.objects import DEFAULT_MAX_OBJECT_BYTES, Part, PartWriter, sha256_hex
 from shipper.archive.storage.base import ObjectStore
-from shipper.jobs.errors import JobError
+from shipper.errors import ArchiveConflict, JobError
 from shipper.jobs.exporters.base import Exporter, Unit
 from shipper.jobs.verify import read_manifest, verify_day, write_manifest
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shipper.config import ShipperConfig
-from shipper.jobs.errors import JobError
+from shipper.errors import JobError
 from shipper.jobs.exporters.base import Exporter
 from shipper.jobs.exporters.cloudwatch import CloudWatchExporter, build_logs_client
 from shipper.jobs.exporters.elasticsearch import PAGE_SIZE, ElasticsearchExporter

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from shipper.jobs.errors import BackendError
+from shipper.errors import BackendError
 from shipper.sinks._common.config import RetryConfig
 from shipper.sinks._common.http import HttpAuthConfig, TlsConfig
 from shipper.sinks._common.retry import backoff_delay, parse_retry_after

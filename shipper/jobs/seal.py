@@ -13,13 +13,12 @@ from datetime import date, datetime
 from typing import Any
 
 from shipper.archive.days import day_bounds_ns, is_over
-from shipper.archive.errors import ArchiveConflict
 from shipper.archive.layout import day_prefix, manifest_key
 from shipper.archive.manifest import ObjectEntry, build_manifest
 from shipper.archive.objects import OBJECT_SUFFIX, scan_object, sha256_hex
 from shipper.archive.storage.base import ObjectStore
+from shipper.errors import ArchiveConflict, JobError
 from shipper.jobs.archive import DayResult
-from shipper.jobs.errors import JobError
 from shipper.jobs.verify import read_manifest, write_manifest
 
 INGEST_SOURCE: dict[str, Any] = {"backend": "ingest", "writer": "s3 sink"}

@@ -18,11 +18,11 @@ import time
 from datetime import date, datetime
 
 from shipper.archive.days import is_over
-from shipper.archive.errors import ManifestError, ObjectMissing
 from shipper.archive.layout import day_prefix, slice_manifest_key
 from shipper.archive.manifest import Manifest, build_manifest, parse_manifest
 from shipper.archive.objects import sha256_hex
 from shipper.archive.storage.base import ObjectStore
+from shipper.errors import JobError, ManifestError, ObjectMissing
 from shipper.jobs.archive import (
     DayResult,
     NoProgress,
@@ -31,7 +31,6 @@ from shipper.jobs.archive import (
     export_units,
     remove_stale,
 )
-from shipper.jobs.errors import JobError
 from shipper.jobs.exporters.base import Exporter
 from shipper.jobs.verify import read_manifest, verify_day, write_manifest
 

@@ -12,12 +12,11 @@ from datetime import date
 from typing import Any
 
 from shipper.archive.days import day_bounds_ns
-from shipper.archive.errors import ManifestError, ObjectMissing
 from shipper.archive.layout import VERSIONED_MANIFEST, day_prefix, manifest_key
 from shipper.archive.manifest import Manifest, parse_manifest
 from shipper.archive.objects import scan_object, sha256_hex
 from shipper.archive.storage.base import ObjectStore
-from shipper.jobs.errors import JobError
+from shipper.errors import JobError, ManifestError, ObjectMissing
 from shipper.jobs.exporters.base import Exporter
 
 log = logging.getLogger("shipper.jobs")

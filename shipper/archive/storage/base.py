@@ -51,7 +51,7 @@ class ObjectStore(abc.ABC):
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:
-        """The object's bytes; raises :class:`~shipper.archive.errors.ObjectMissing`."""
+        """The object's bytes; raises :class:`~shipper.errors.ObjectMissing`."""
 
     @abc.abstractmethod
     def stat(self, key: str) -> ObjectInfo | None:
@@ -66,7 +66,7 @@ class ObjectStore(abc.ABC):
         """Remove an object (missing is fine)."""
 
     def check(self) -> None:  # noqa: B027 - optional hook
-        """Raise :class:`~shipper.archive.errors.StorageError` if the store is unusable."""
+        """Raise :class:`~shipper.errors.StorageError` if the store is unusable."""
 
     def describe(self, key: str) -> str:
         """The full URL of a key, for messages."""

@@ -7,8 +7,8 @@ import hashlib
 import os
 from pathlib import Path
 
-from shipper.archive.errors import ObjectMissing, StorageError
 from shipper.archive.storage.base import ObjectInfo, ObjectStore
+from shipper.errors import ObjectMissing, StorageError
 
 _TMP_SUFFIX = ".tmp-ecvi"
 

@@ -16,8 +16,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shipper.archive.errors import ObjectMissing, StorageError
 from shipper.archive.storage.base import LockSettings, ObjectInfo, ObjectStore
+from shipper.errors import ObjectMissing, StorageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -8,6 +8,7 @@ import click
 
 from shipper.archive import days as days_mod
 from shipper.archive.days import parse_age, parse_day
+from shipper.errors import JobError
 from shipper.jobs.cli.options import (
     BACKENDS,
     EndpointOptions,
@@ -18,7 +19,6 @@ from shipper.jobs.cli.options import (
     store_options,
 )
 from shipper.jobs.cli.output import Failed, emit, job_command, verify_lines
-from shipper.jobs.errors import JobError
 from shipper.jobs.verify import read_manifest, verify_day
 
 

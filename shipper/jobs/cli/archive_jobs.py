@@ -11,6 +11,7 @@ from shipper.archive.days import parse_age
 from shipper.archive.objects import DEFAULT_MAX_OBJECT_BYTES
 from shipper.archive.storage.base import LockSettings
 from shipper.config import ShipperConfig
+from shipper.errors import JobError
 from shipper.jobs.archive import DayResult, archive_day
 from shipper.jobs.cli.options import (
     BACKENDS,
@@ -24,7 +25,6 @@ from shipper.jobs.cli.options import (
     store_options,
 )
 from shipper.jobs.cli.output import Failed, ProgressBar, day_line, emit, job_command, summary
-from shipper.jobs.errors import JobError
 from shipper.jobs.slices import export_slice
 from shipper.jobs.status import RunStatus, render, write_textfile
 from shipper.jobs.verify import read_manifest

@@ -16,8 +16,8 @@ import orjson
 
 from shipper import __version__
 from shipper.config import ConfigError
+from shipper.errors import JobError
 from shipper.jobs.archive import DayResult
-from shipper.jobs.errors import JobError
 from shipper.jobs.verify import VerifyReport
 
 F = TypeVar("F", bound=Callable[..., Any])

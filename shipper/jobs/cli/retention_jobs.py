@@ -16,6 +16,7 @@ import yaml
 
 from shipper.archive import days as days_mod
 from shipper.config import ConfigError, ShipperConfig
+from shipper.errors import BackendError, JobError
 from shipper.jobs.cli.options import (
     BACKENDS,
     EndpointOptions,
@@ -29,7 +30,6 @@ from shipper.jobs.cli.options import (
 )
 from shipper.jobs.cli.output import Failed, Unreachable, emit, job_command
 from shipper.jobs.endpoints import cloudwatch_settings, es_settings, loki_settings, pick_sink
-from shipper.jobs.errors import BackendError, JobError
 from shipper.jobs.retention import cloudwatch as cw_retention
 from shipper.jobs.retention import elasticsearch as es_retention
 from shipper.jobs.retention import loki as loki_retention

@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shipper.archive.days import day_bounds_ns
 from shipper.archive.objects import encode_line
-from shipper.jobs.errors import BackendError
+from shipper.errors import BackendError
 from shipper.jobs.exporters.base import Exporter, Unit, unit_name
 
 if TYPE_CHECKING:

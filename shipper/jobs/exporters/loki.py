@@ -29,7 +29,7 @@ import orjson
 
 from shipper.archive.days import day_bounds_ns
 from shipper.archive.objects import encode_line
-from shipper.jobs.errors import BackendError
+from shipper.errors import BackendError
 from shipper.jobs.exporters.base import Exporter, Unit
 from shipper.jobs.http import JobHttp
 from shipper.sinks.loki.labels import escape_label_value, format_labels

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shipper.jobs.errors import BackendError
+from shipper.errors import BackendError
 from shipper.jobs.exporters.cloudwatch import log_groups
 from shipper.jobs.retention.report import Finding
 from shipper.sinks.cloudwatch.limits import RETENTION_DAYS

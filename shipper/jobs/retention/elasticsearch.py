@@ -28,7 +28,7 @@ import httpx
 import orjson
 
 from shipper.archive.storage.base import ObjectStore
-from shipper.jobs.errors import JobError
+from shipper.errors import JobError
 from shipper.jobs.exporters.base import unit_name
 from shipper.jobs.gate import coverage_problems, verified_archive
 from shipper.jobs.http import JobHttp, body_excerpt

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from shipper.jobs.errors import BackendError, JobError
+from shipper.errors import BackendError, JobError
 from shipper.jobs.http import JobHttp
 from shipper.jobs.retention.report import Finding
 

@@ -83,7 +83,7 @@ def test_no_circle_in_the_archive_or_the_jobs() -> None:
     ("shipper.archive.storage.url", ("shipper.jobs", "shipper.sinks", "shipper.config")),
     ("shipper.archive.manifest", ("shipper.jobs", "shipper.sinks", "shipper.config")),
     ("shipper.sinks.s3.sink", ("shipper.jobs",)),
-    ("shipper.jobs.errors", ("shipper.sinks", "shipper.config", "shipper.jobs.exporters")),
+    ("shipper.errors", ("shipper.sinks", "shipper.config", "shipper.jobs", "shipper.archive")),
 ])
 def test_importing_alone_loads_nothing_above(module: str, forbidden: tuple[str, ...]) -> None:
     code = (f"import sys, {module}\n"

@@ -10,7 +10,7 @@ import orjson
 
 from shipper.archive.days import day_bounds_ns
 from shipper.archive.objects import encode_line
-from shipper.jobs.errors import BackendError
+from shipper.errors import BackendError
 from shipper.jobs.exporters.base import Exporter, Unit
 
 DAY = date(2025, 1, 15)

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 from shipper import __version__
-from shipper.archive.errors import StorageError
 from shipper.archive.layout import manifest_key
 from shipper.archive.manifest import parse_manifest
 from shipper.archive.storage.local import LocalStore
+from shipper.errors import StorageError
 from shipper.jobs.archive import archive_day
 from shipper.jobs.verify import verify_day
 

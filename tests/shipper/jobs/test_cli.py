@@ -176,7 +176,7 @@ class _Nightly(ScriptedExporter):
 
     def units(self, day):  # type: ignore[no-untyped-def]
         if self.down:
-            from shipper.jobs.errors import BackendError
+            from shipper.errors import BackendError
             raise BackendError("loki.test: connection refused")
         return super().units(day) if day == DAY else []
 

@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
-from shipper.archive.errors import StorageError
 from shipper.archive.layout import manifest_key
 from shipper.archive.storage.s3 import S3Store, build_s3_client
+from shipper.errors import StorageError
 from shipper.jobs.archive import archive_day
 from shipper.jobs.exporters.cloudwatch import CloudWatchExporter, build_logs_client
 from shipper.jobs.verify import verify_day

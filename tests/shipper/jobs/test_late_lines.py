@@ -84,7 +84,7 @@ def test_a_late_check_that_cannot_count_fails_the_run_but_the_day_stays_verified
 
     class Down(ScriptedExporter):
         def counts(self, day):  # type: ignore[no-untyped-def]
-            from shipper.jobs.errors import BackendError
+            from shipper.errors import BackendError
             raise BackendError("loki.test: 503")
 
     result = archive_day(Down(sample_units()), store, DAY, now=NOW)

@@ -4,9 +4,9 @@ import orjson
 import pytest
 
 from shipper import __version__
-from shipper.archive.errors import ManifestError
 from shipper.archive.layout import manifest_key
 from shipper.archive.manifest import ObjectEntry, build_manifest, parse_manifest
+from shipper.errors import ManifestError
 
 from ._support import DAY, DAY_END, DAY_START
 

@@ -7,11 +7,11 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from shipper.archive.errors import ObjectMissing, StorageError
 from shipper.archive.storage.base import LockSettings
 from shipper.archive.storage.local import LocalStore
 from shipper.archive.storage.s3 import LIFECYCLE_RULE_ID, S3Store, lifecycle_rule
 from shipper.archive.storage.url import open_store, parse_store_url
+from shipper.errors import ObjectMissing, StorageError
 
 
 def _sha(data: bytes) -> str:

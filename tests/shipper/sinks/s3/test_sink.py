@@ -8,8 +8,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from shipper.jobs.errors import StorageError
-from shipper.jobs.storage.local import LocalStore
+from shipper.archive.storage.local import LocalStore
+from shipper.errors import StorageError
 from shipper.sinks._common.outcome import TransientSinkError
 from shipper.sinks.s3.sink import S3Sink, object_key, partition
 

@@ -1,1 +1,0 @@
-"""Moved to :mod:`shipper.archive.storage`; this path stays for callers not yet updated."""
