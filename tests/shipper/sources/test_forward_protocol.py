@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import struct
 from typing import Any
 
 import msgpack
@@ -25,13 +24,10 @@ from shipper.sources.forward.errors import (
 )
 from shipper.sources.forward.handshake import answer_ping, encode_helo
 from shipper.sources.forward.protocol import ForwardMessage, FrameDecoder, decode_message, encode_ack, gunzip
+from tests.factories import event_time
 
 NOW = 1_234_567_890_000_000_000
 SEC = 1_000_000_000
-
-
-def event_time(seconds: int, nanos: int = 0) -> msgpack.ExtType:
-    return msgpack.ExtType(0, struct.pack(">II", seconds, nanos))
 
 
 def frames(data: bytes, max_frame_bytes: int = 1 << 20) -> list[Any]:

@@ -9,10 +9,9 @@ import hashlib
 import itertools
 import random
 import socket
-import struct
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import msgpack
 import pytest
@@ -21,18 +20,10 @@ from fluent.sender import FluentSender
 from shipper.event import Event
 from shipper.metrics import REGISTRY
 from shipper.sources.forward import ForwardSource, ForwardSourceConfig
+from tests.factories import event_time
 
-T = TypeVar("T")
+pytestmark = pytest.mark.anyio
 _names = itertools.count()
-
-
-def run(coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
-    """Run one test coroutine on a fresh event loop, bounded in time."""
-
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
 
 
 class Collector:
@@ -133,10 +124,6 @@ def metric(name: str, source: ForwardSource) -> float:
     return REGISTRY.get_sample_value(name, {"source": source.name}) or 0.0
 
 
-def event_time(seconds: int, nanos: int = 0) -> msgpack.ExtType:
-    return msgpack.ExtType(0, struct.pack(">II", seconds, nanos))
-
-
 async def still_serves(source: ForwardSource, sink: Collector) -> None:
     """A fresh connection is served normally (acked) after whatever happened before."""
     client = await Client.connect(source)
@@ -150,7 +137,7 @@ async def still_serves(source: ForwardSource, sink: Collector) -> None:
 
 
 @pytest.mark.parametrize("nanosecond_precision", [False, True])
-def test_fluent_logger_client(nanosecond_precision: bool) -> None:
+async def test_fluent_logger_client(nanosecond_precision: bool) -> None:
     record = {
         "timestamp": "2025-01-01T00:00:00.123Z",
         "level": "INFO",
@@ -170,7 +157,7 @@ def test_fluent_logger_client(nanosecond_precision: bool) -> None:
         finally:
             sender.close()
 
-    async def main() -> None:
+    async with asyncio.timeout(10):
         async with serving() as (source, sink):
             await asyncio.to_thread(send, source.port)
             await until(lambda: len(sink.events) == 3)
@@ -186,10 +173,8 @@ def test_fluent_logger_client(nanosecond_precision: bool) -> None:
             assert metric("ecvi_shipper_events_received_total", source) == 3
             assert metric("ecvi_shipper_bytes_received_total", source) > 50
 
-    run(main())
 
-
-def test_many_events_from_fluent_logger_are_batched() -> None:
+async def test_many_events_from_fluent_logger_are_batched() -> None:
     def send(port: int) -> None:
         sender = FluentSender("bulk", host="127.0.0.1", port=port, nanosecond_precision=True)
         try:
@@ -198,7 +183,7 @@ def test_many_events_from_fluent_logger_are_batched() -> None:
         finally:
             sender.close()
 
-    async def main() -> None:
+    async with asyncio.timeout(10):
         async with serving() as (source, sink):
             await asyncio.to_thread(send, source.port)
             await until(lambda: len(sink.events) == 2000)
@@ -206,17 +191,15 @@ def test_many_events_from_fluent_logger_are_batched() -> None:
             # Message-mode frames arriving together are delivered together.
             assert len(sink.batches) < 2000
 
-    run(main())
-
 
 # --- the four modes over a socket ------------------------------------------------------------
 
 
-def test_all_modes_over_one_connection() -> None:
+async def test_all_modes_over_one_connection() -> None:
     entries = [[event_time(1_700_000_000, 5), {"i": 1}], [1_700_000_001, {"i": 2}]]
     stream = b"".join(msgpack.packb(e) for e in entries)
 
-    async def main() -> None:
+    async with asyncio.timeout(10):
         async with serving() as (source, sink):
             client = await Client.connect(source)
             await client.send(["m", event_time(1_700_000_000, 7), {"i": 0}, {"chunk": "c0"}])
@@ -236,11 +219,9 @@ def test_all_modes_over_one_connection() -> None:
             assert sink.events[0].ts_ns == 1_700_000_000_000_000_007
             assert sink.events[1].ts_ns == 1_700_000_000_000_000_005
 
-    run(main())
 
-
-def test_without_chunk_nothing_is_sent_back() -> None:
-    async def main() -> None:
+async def test_without_chunk_nothing_is_sent_back() -> None:
+    async with asyncio.timeout(10):
         async with serving() as (source, sink):
             client = await Client.connect(source)
             await client.send(["t", [[1, {"a": 1}], [2, {"a": 2}]]])
@@ -248,14 +229,12 @@ def test_without_chunk_nothing_is_sent_back() -> None:
             assert await client.nothing_within(0.1)
             await client.close()
 
-    run(main())
-
 
 # --- acknowledgements ------------------------------------------------------------------------
 
 
-def test_ack_only_after_deliver_returns() -> None:
-    async def main() -> None:
+async def test_ack_only_after_deliver_returns() -> None:
+    async with asyncio.timeout(10):
         async with serving() as (source, sink):
             sink.gate = asyncio.Event()
             client = await Client.connect(source)
@@ -268,22 +247,18 @@ def test_ack_only_after_deliver_returns() -> None:
             assert len(sink.events) == 2
             await client.close()
 
-    run(main())
 
-
-def test_binary_chunk_is_echoed() -> None:
-    async def main() -> None:
+async def test_binary_chunk_is_echoed() -> None:
+    async with asyncio.timeout(10):
         async with serving() as (source, _sink):
             client = await Client.connect(source)
             await client.send(["t", 1, {"a": 1}, {"chunk": b"\x00\xffbin"}])
             assert await client.recv() == {"ack": b"\x00\xffbin"}
             await client.close()
 
-    run(main())
 
-
-def test_deliver_raising_means_no_ack_and_close() -> None:
-    async def main() -> None:
+async def test_deliver_raising_means_no_ack_and_close() -> None:
+    async with asyncio.timeout(10):
         async with serving() as (source, sink):
             sink.error = RuntimeError("buffer is broken")
             client = await Client.connect(source)
@@ -293,11 +268,9 @@ def test_deliver_raising_means_no_ack_and_close() -> None:
             sink.error = None
             await still_serves(source, sink)
 
-    run(main())
 
-
-def test_good_frame_before_garbage_is_delivered_and_acked() -> None:
-    async def main() -> None:
+async def test_good_frame_before_garbage_is_delivered_and_acked() -> None:
+    async with asyncio.timeout(10):
         async with serving() as (source, sink):
             client = await Client.connect(source)
             await client.send(msgpack.packb(["t", 1, {"a": 1}, {"chunk": "good"}]) + b"\xc1\xc1")
@@ -306,11 +279,9 @@ def test_good_frame_before_garbage_is_delivered_and_acked() -> None:
             assert [e.record for e in sink.events] == [{"a": 1}]
             assert errors(source, "invalid_msgpack") == 1
 
-    run(main())
 
-
-def test_bad_entries_are_counted_and_the_rest_acked() -> None:
-    async def main() -> None:
+async def test_bad_entries_are_counted_and_the_rest_acked() -> None:
+    async with asyncio.timeout(10):
         async with serving() as (source, sink):
             client = await Client.connect(source)
             entries = [[1, {"a": 1}], "junk", [1, "not a map"], ["soon", {"b": 1}], [2, {"a": 2}]]
@@ -325,8 +296,6 @@ def test_bad_entries_are_counted_and_the_rest_acked() -> None:
             assert await client.recv() == {"ack": "next"}
             await client.close()
 
-    run(main())
-
 
 # --- handshake -------------------------------------------------------------------------------
 
@@ -337,8 +306,8 @@ def _ping(helo: Any, key: str, hostname: str = "client-host", salt: bytes = b"01
     return ["PING", hostname, salt, digest, "", ""]
 
 
-def test_shared_key_handshake() -> None:
-    async def main() -> None:
+async def test_shared_key_handshake() -> None:
+    async with asyncio.timeout(10):
         async with serving(shared_key="s3cret", self_hostname="shipper-1") as (source, sink):
             client = await Client.connect(source)
             helo = await client.recv()
@@ -361,12 +330,10 @@ def test_shared_key_handshake() -> None:
             assert (await other.recv())[1]["nonce"] != nonce
             await other.close()
 
-    run(main())
-
 
 @pytest.mark.parametrize("first", ["wrong key", "data instead of ping"])
-def test_shared_key_refused(first: str) -> None:
-    async def main() -> None:
+async def test_shared_key_refused(first: str) -> None:
+    async with asyncio.timeout(10):
         async with serving(shared_key="s3cret") as (source, sink):
             client = await Client.connect(source)
             helo = await client.recv()
@@ -380,14 +347,12 @@ def test_shared_key_refused(first: str) -> None:
             assert sink.events == []
             assert errors(source, "auth_failed") == 1
 
-    run(main())
-
 
 # --- bad input -------------------------------------------------------------------------------
 
 
-def test_random_bytes() -> None:
-    async def main() -> None:
+async def test_random_bytes() -> None:
+    async with asyncio.timeout(10):
         async with serving(max_frame_bytes=4096) as (source, sink):
             for seed in range(3):
                 client = await Client.connect(source)
@@ -399,11 +364,9 @@ def test_random_bytes() -> None:
             assert total == 3
             await still_serves(source, sink)
 
-    run(main())
 
-
-def test_truncated_frame_then_close() -> None:
-    async def main() -> None:
+async def test_truncated_frame_then_close() -> None:
+    async with asyncio.timeout(10):
         async with serving() as (source, sink):
             client = await Client.connect(source)
             frame = msgpack.packb(["t", [[1, {"a": "x" * 100}]], {"chunk": "cut"}])
@@ -413,11 +376,9 @@ def test_truncated_frame_then_close() -> None:
             assert sink.events == []
             await still_serves(source, sink)
 
-    run(main())
 
-
-def test_oversized_frame() -> None:
-    async def main() -> None:
+async def test_oversized_frame() -> None:
+    async with asyncio.timeout(10):
         async with serving(max_frame_bytes=1024) as (source, sink):
             client = await Client.connect(source)
             await client.send(["t", 1, {"big": "x" * 5000}, {"chunk": "big"}])
@@ -432,8 +393,6 @@ def test_oversized_frame() -> None:
             assert sink.events == []
             await still_serves(source, sink)
 
-    run(main())
-
 
 @pytest.mark.parametrize(
     ("frame", "reason"),
@@ -447,8 +406,8 @@ def test_oversized_frame() -> None:
         (["t", b"not gzip", {"compressed": "gzip"}], "bad_gzip"),
     ],
 )
-def test_wrong_shapes_close_the_connection(frame: Any, reason: str) -> None:
-    async def main() -> None:
+async def test_wrong_shapes_close_the_connection(frame: Any, reason: str) -> None:
+    async with asyncio.timeout(10):
         async with serving() as (source, sink):
             client = await Client.connect(source)
             await client.send(frame)
@@ -456,11 +415,9 @@ def test_wrong_shapes_close_the_connection(frame: Any, reason: str) -> None:
             assert errors(source, reason) == 1
             await still_serves(source, sink)
 
-    run(main())
 
-
-def test_bad_connection_does_not_disturb_others() -> None:
-    async def main() -> None:
+async def test_bad_connection_does_not_disturb_others() -> None:
+    async with asyncio.timeout(10):
         async with serving() as (source, sink):
             good = await Client.connect(source)
             bad = await Client.connect(source)
@@ -473,14 +430,12 @@ def test_bad_connection_does_not_disturb_others() -> None:
             assert [e.record["n"] for e in sink.events] == [1, 2]
             await good.close()
 
-    run(main())
-
 
 # --- connections and shutdown ----------------------------------------------------------------
 
 
-def test_connection_gauge_and_limit() -> None:
-    async def main() -> None:
+async def test_connection_gauge_and_limit() -> None:
+    async with asyncio.timeout(10):
         async with serving(max_connections=1) as (source, sink):
             gauge = "ecvi_shipper_forward_connections"
             first = await Client.connect(source)
@@ -493,20 +448,16 @@ def test_connection_gauge_and_limit() -> None:
             await until(lambda: metric(gauge, source) == 0)
             await still_serves(source, sink)
 
-    run(main())
 
-
-def test_idle_connections_are_closed() -> None:
-    async def main() -> None:
+async def test_idle_connections_are_closed() -> None:
+    async with asyncio.timeout(10):
         async with serving(idle_timeout_secs=0.1) as (source, _sink):
             client = await Client.connect(source)
             assert await client.closed_by_server(timeout=2)
 
-    run(main())
 
-
-def test_stop_waits_for_deliveries_in_flight() -> None:
-    async def main() -> None:
+async def test_stop_waits_for_deliveries_in_flight() -> None:
+    async with asyncio.timeout(10):
         async with serving() as (source, sink):
             sink.gate = asyncio.Event()
             busy = await Client.connect(source)
@@ -524,11 +475,9 @@ def test_stop_waits_for_deliveries_in_flight() -> None:
             with pytest.raises(OSError):
                 await asyncio.open_connection("127.0.0.1", source.port)
 
-    run(main())
 
-
-def test_stop_cancels_deliveries_after_the_timeout_without_acking() -> None:
-    async def main() -> None:
+async def test_stop_cancels_deliveries_after_the_timeout_without_acking() -> None:
+    async with asyncio.timeout(10):
         async with serving(shutdown_timeout_secs=0.1) as (source, sink):
             sink.gate = asyncio.Event()
             client = await Client.connect(source)
@@ -538,10 +487,8 @@ def test_stop_cancels_deliveries_after_the_timeout_without_acking() -> None:
             assert await client.closed_by_server()
             assert sink.events == []
 
-    run(main())
 
-
-def test_ipv6_address() -> None:
+async def test_ipv6_address() -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6")
     try:
@@ -550,7 +497,7 @@ def test_ipv6_address() -> None:
     except OSError:
         pytest.skip("no IPv6 loopback")
 
-    async def main() -> None:
+    async with asyncio.timeout(10):
         sink = Collector()
         source = ForwardSource("fwd-v6", ForwardSourceConfig(type="forward", address="[::1]:0"), sink)
         await source.start()
@@ -562,5 +509,3 @@ def test_ipv6_address() -> None:
             await client.close()
         finally:
             await source.stop()
-
-    run(main())

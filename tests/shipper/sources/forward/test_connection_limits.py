@@ -6,23 +6,14 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Coroutine
-from typing import Any, TypeVar
 
 import pytest
 
 from shipper.sources.forward import ForwardSourceConfig
 from tests.shipper.sources.forward._peer import Peer, input_errors, refused, serving, until
 
-T = TypeVar("T")
+pytestmark = pytest.mark.anyio
 KEY = "s3cret"
-
-
-def run(coro: Coroutine[Any, Any, T], timeout: float = 15.0) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
 
 
 def test_defaults_bound_every_connection_in_time_and_number() -> None:
@@ -33,8 +24,8 @@ def test_defaults_bound_every_connection_in_time_and_number() -> None:
     assert cfg.max_connections_per_peer <= cfg.max_connections
 
 
-def test_unauthenticated_sockets_do_not_delay_an_authenticated_client() -> None:
-    async def main() -> None:
+async def test_unauthenticated_sockets_do_not_delay_an_authenticated_client() -> None:
+    async with asyncio.timeout(15):
         async with serving(shared_key=KEY) as (source, sink):
             # One byte each, then silence: before authenticating, none may hold a decoder slot.
             lurkers = [await Peer.connect(source) for _ in range(64)]
@@ -53,12 +44,10 @@ def test_unauthenticated_sockets_do_not_delay_an_authenticated_client() -> None:
             for peer in [client, *lurkers]:
                 await peer.close()
 
-    run(main())
-
 
 @pytest.mark.parametrize("sent", [b"", b"\x96\xa4PI"])
-def test_handshake_deadline(sent: bytes) -> None:
-    async def main() -> None:
+async def test_handshake_deadline(sent: bytes) -> None:
+    async with asyncio.timeout(15):
         async with serving(shared_key=KEY, handshake_timeout_secs=0.3) as (source, _sink):
             silent = await Peer.connect(source)
             assert (await silent.recv())[0] == "HELO"
@@ -74,11 +63,9 @@ def test_handshake_deadline(sent: bytes) -> None:
             assert await client.recv() == {"ack": "ok"}
             await client.close()
 
-    run(main())
 
-
-def test_oversized_ping_is_refused_without_a_decoder() -> None:
-    async def main() -> None:
+async def test_oversized_ping_is_refused_without_a_decoder() -> None:
+    async with asyncio.timeout(15):
         async with serving(shared_key=KEY) as (source, _sink):
             peer = await Peer.connect(source)
             await peer.recv()
@@ -87,22 +74,18 @@ def test_oversized_ping_is_refused_without_a_decoder() -> None:
             await until(lambda: refused(source, "auth_failed") == 1)
             assert input_errors(source, "auth_failed") == 1
 
-    run(main())
 
-
-def test_bad_shared_key_is_counted_as_refused() -> None:
-    async def main() -> None:
+async def test_bad_shared_key_is_counted_as_refused() -> None:
+    async with asyncio.timeout(15):
         async with serving(shared_key=KEY) as (source, _sink):
             peer = await Peer.connect(source)
             assert (await peer.handshake("guess"))[:2] == ["PONG", False]
             assert await peer.closed_within(2)
             await until(lambda: refused(source, "auth_failed") == 1)
 
-    run(main())
 
-
-def test_data_pipelined_after_the_ping_is_served() -> None:
-    async def main() -> None:
+async def test_data_pipelined_after_the_ping_is_served() -> None:
+    async with asyncio.timeout(15):
         async with serving(shared_key=KEY) as (source, sink):
             peer = await Peer.connect(source)
             helo = await peer.recv()
@@ -119,11 +102,9 @@ def test_data_pipelined_after_the_ping_is_served() -> None:
             assert [e.record for e in sink.events] == [{"n": 7}]
             await peer.close()
 
-    run(main())
 
-
-def test_idle_connection_is_closed_after_the_idle_timeout() -> None:
-    async def main() -> None:
+async def test_idle_connection_is_closed_after_the_idle_timeout() -> None:
+    async with asyncio.timeout(15):
         async with serving(idle_timeout_secs=0.3) as (source, _sink):
             peer = await Peer.connect(source)
             await peer.send(["t", 1, {"n": 1}, {"chunk": "a"}])
@@ -133,11 +114,9 @@ def test_idle_connection_is_closed_after_the_idle_timeout() -> None:
             assert 0.2 < time.monotonic() - started < 2.0
             await until(lambda: refused(source, "idle_timeout") == 1)
 
-    run(main())
 
-
-def test_a_frame_trickled_byte_by_byte_does_not_outlive_the_idle_timeout() -> None:
-    async def main() -> None:
+async def test_a_frame_trickled_byte_by_byte_does_not_outlive_the_idle_timeout() -> None:
+    async with asyncio.timeout(15):
         async with serving(idle_timeout_secs=0.5, frame_timeout_secs=5) as (source, _sink):
             peer = await Peer.connect(source)
             started = time.monotonic()
@@ -155,12 +134,10 @@ def test_a_frame_trickled_byte_by_byte_does_not_outlive_the_idle_timeout() -> No
             assert time.monotonic() - started < 1.5
             await until(lambda: refused(source, "frame_timeout") == 1)
 
-    run(main())
 
-
-def test_one_peer_stalled_mid_frame_does_not_hold_every_decoder_slot() -> None:
+async def test_one_peer_stalled_mid_frame_does_not_hold_every_decoder_slot() -> None:
     # Without shared_key there is no handshake: a peer's stalled frames may hold only its share.
-    async def main() -> None:
+    async with asyncio.timeout(15):
         async with serving(max_buffered_bytes=4 * 1024 * 1024, frame_timeout_secs=30) as (source, _sink):
             stalled = [await Peer.connect(source) for _ in range(4)]
             for peer in stalled:
@@ -174,11 +151,9 @@ def test_one_peer_stalled_mid_frame_does_not_hold_every_decoder_slot() -> None:
             for peer in [other, *stalled]:
                 await peer.close()
 
-    run(main())
 
-
-def test_per_peer_cap_refuses_fast_and_spares_other_peers() -> None:
-    async def main() -> None:
+async def test_per_peer_cap_refuses_fast_and_spares_other_peers() -> None:
+    async with asyncio.timeout(15):
         async with serving(max_connections_per_peer=3) as (source, _sink):
             mine = [await Peer.connect(source) for _ in range(3)]
             for i, peer in enumerate(mine):
@@ -203,11 +178,9 @@ def test_per_peer_cap_refuses_fast_and_spares_other_peers() -> None:
             for peer in [*mine[1:], other, again]:
                 await peer.close()
 
-    run(main())
 
-
-def test_global_cap_is_counted_as_connection_limit() -> None:
-    async def main() -> None:
+async def test_global_cap_is_counted_as_connection_limit() -> None:
+    async with asyncio.timeout(15):
         async with serving(max_connections=2, max_connections_per_peer=2) as (source, _sink):
             a = await Peer.connect(source)
             b = await Peer.connect(source, "127.0.0.2")
@@ -220,16 +193,14 @@ def test_global_cap_is_counted_as_connection_limit() -> None:
             await a.close()
             await b.close()
 
-    run(main())
-
 
 _SUMMARY = re.compile(r"peer_limit x(\d+)")
 
 
-def test_refusals_are_logged_at_a_limited_rate(caplog: pytest.LogCaptureFixture) -> None:
+async def test_refusals_are_logged_at_a_limited_rate(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="shipper.sources.forward")
 
-    async def main() -> None:
+    async with asyncio.timeout(60):
         async with serving(max_connections_per_peer=1) as (source, _sink):
             holder = await Peer.connect(source)
             await holder.send(["t", 1, {}, {"chunk": "h"}])
@@ -239,8 +210,6 @@ def test_refusals_are_logged_at_a_limited_rate(caplog: pytest.LogCaptureFixture)
                 assert await peer.closed_within(2)
             await until(lambda: refused(source, "peer_limit") == 1000)
             await holder.close()
-
-    run(main(), timeout=60)
     lines = [r.getMessage() for r in caplog.records if "peer_limit" in r.getMessage()]
     assert 1 <= len(lines) <= 5, lines
     # Nothing is lost from the log either: the lines carry the counts, and stop() reports the rest.

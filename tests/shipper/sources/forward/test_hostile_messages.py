@@ -6,8 +6,7 @@ import asyncio
 import gzip
 import struct
 import tracemalloc
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import msgpack
 import pytest
@@ -16,14 +15,7 @@ from shipper.sources.forward import FrameDecoder, decode_message
 from shipper.sources.forward.errors import ForwardDecodeError
 from tests.shipper.sources.forward._peer import Peer, input_errors, serving
 
-T = TypeVar("T")
-
-
-def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
+pytestmark = pytest.mark.anyio
 
 
 def _deep(depth: int) -> dict[str, Any]:
@@ -68,10 +60,10 @@ CASES: dict[str, tuple[bytes, str]] = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_a_hostile_message_costs_only_itself(case: str) -> None:
+async def test_a_hostile_message_costs_only_itself(case: str) -> None:
     frame, reason = CASES[case]
 
-    async def main() -> None:
+    async with asyncio.timeout(30):
         async with serving() as (source, sink):
             other = await Peer.connect(source, "127.0.0.2")
             hostile = await Peer.connect(source)
@@ -97,8 +89,6 @@ def test_a_hostile_message_costs_only_itself(case: str) -> None:
             await other.send(["t", 1, {"again": True}, {"chunk": "o2"}])
             assert await other.recv() == {"ack": "o2"}
             await other.close()
-
-    run(main())
 
 
 def test_non_string_map_keys_become_text() -> None:
