@@ -5,12 +5,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from shipper import metrics
 from shipper.event import Event
 from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.file.source import FileSource
+from tests.factories import cri_line, docker_line
 
-CRI_TS = "2025-01-01T00:00:00.123456789Z"
+pytestmark = pytest.mark.anyio
 
 
 def cfg(include: str, **kw: Any) -> FileSourceConfig:
@@ -44,20 +47,17 @@ async def run_until(src: FileSource, cond: Callable[[], bool], timeout: float = 
         src.save_checkpoints()
 
 
-def cri(msg: str, tag: str = "F", stream: str = "stdout") -> str:
-    return f"{CRI_TS} {stream} {tag} {msg}\n"
-
-
-def test_cri_json_partial_lines_and_kubernetes_metadata(tmp_path: Path) -> None:
+async def test_cri_json_partial_lines_and_kubernetes_metadata(tmp_path: Path) -> None:
     d = tmp_path / "containers"
     d.mkdir()
     path = d / f"api-7d9f_ecvi_backend-{'a' * 64}.log"
     rec = {"timestamp": "2025-02-03T04:05:06.789Z", "level": "INFO", "logger": "app", "message": "hello"}
     body = json.dumps(rec)
-    path.write_text(cri("plain text") + cri(body[:20], "P") + cri(body[20:40], "P") + cri(body[40:]))
+    path.write_text(cri_line("plain text") + cri_line(body[:20], "P") + cri_line(body[20:40], "P")
+                    + cri_line(body[40:]))
     col = Collector()
     src = FileSource("app", cfg(str(d / "*.log"), format="cri"), col, tmp_path / "data")
-    asyncio.run(run_until(src, lambda: len(col.events) >= 2))
+    await run_until(src, lambda: len(col.events) >= 2)
     assert len(col.events) == 2
     plain, joined = col.events
     assert plain.record == {"message": "plain text"}
@@ -67,26 +67,24 @@ def test_cri_json_partial_lines_and_kubernetes_metadata(tmp_path: Path) -> None:
     assert joined.meta["kubernetes"] == {"namespace": "ecvi", "pod_name": "api-7d9f",
                                          "container_name": "backend", "container_id": "a" * 64}
     assert joined.meta["stream"] == "stdout"
-    assert plain.id != joined.id and joined.id.endswith(f":{len(cri('plain text'))}")
+    assert plain.id != joined.id and joined.id.endswith(f":{len(cri_line('plain text'))}")
 
 
-def test_docker_partial_lines(tmp_path: Path) -> None:
+async def test_docker_partial_lines(tmp_path: Path) -> None:
     p = tmp_path / "c.log"
-    lines = [{"log": "part one ", "stream": "stderr", "time": "2025-01-01T00:00:01Z"},
-             {"log": "and two\n", "stream": "stderr", "time": "2025-01-01T00:00:01Z"},
-             {"log": "{\"message\": \"json\", \"level\": \"ERROR\"}\n", "stream": "stdout",
-              "time": "2025-01-01T00:00:02Z"}]
-    p.write_text("".join(json.dumps(x) + "\n" for x in lines) + "not json at all\n")
+    p.write_text(docker_line("part one ", "stderr") + docker_line("and two\n", "stderr")
+                 + docker_line('{"message": "json", "level": "ERROR"}\n', time="2025-01-01T00:00:02Z")
+                 + "not json at all\n")
     col = Collector()
     src = FileSource("d", cfg(str(p), format="docker"), col, tmp_path / "data")
-    asyncio.run(run_until(src, lambda: len(col.events) >= 2))
+    await run_until(src, lambda: len(col.events) >= 2)
     assert col.messages() == ["part one and two", "json"]
     assert col.events[1].record["level"] == "ERROR"
     bad = metrics.REGISTRY.get_sample_value("ecvi_shipper_input_errors_total", {"source": "d", "reason": "bad_format"})
     assert bad == 1
 
 
-def test_text_multiline_python_traceback(tmp_path: Path) -> None:
+async def test_text_multiline_python_traceback(tmp_path: Path) -> None:
     p = tmp_path / "t.log"
     p.write_text(
         "first line\n"
@@ -99,13 +97,13 @@ def test_text_multiline_python_traceback(tmp_path: Path) -> None:
     )
     col = Collector()
     src = FileSource("t", cfg(str(p), format="text", multiline={"timeout_ms": 50}), col, tmp_path / "data")
-    asyncio.run(run_until(src, lambda: len(col.events) >= 3))
+    await run_until(src, lambda: len(col.events) >= 3)
     assert col.messages()[0] == "first line"
     assert col.messages()[1].startswith("ERROR boom\nTraceback") and col.messages()[1].endswith("ValueError: bad")
     assert col.messages()[2] == "next line"
 
 
-def test_overlong_line_truncated_and_invalid_utf8(tmp_path: Path) -> None:
+async def test_overlong_line_truncated_and_invalid_utf8(tmp_path: Path) -> None:
     p = tmp_path / "j.log"
     with p.open("wb") as f:
         f.write(b"a" * 5000 + b"\n")
@@ -114,7 +112,7 @@ def test_overlong_line_truncated_and_invalid_utf8(tmp_path: Path) -> None:
     col = Collector()
     src = FileSource("u", cfg(str(p), format="text", max_line_bytes=1000, read_chunk_bytes=4096), col,
                      tmp_path / "data")
-    asyncio.run(run_until(src, lambda: len(col.events) >= 3))
+    await run_until(src, lambda: len(col.events) >= 3)
     assert len(col.events) == 3
     assert len(col.events[0].raw) == 1000 and col.events[0].meta["truncated"] is True
     assert "\ufffd" in col.events[1].raw
@@ -123,52 +121,49 @@ def test_overlong_line_truncated_and_invalid_utf8(tmp_path: Path) -> None:
         "ecvi_shipper_input_errors_total", {"source": "u", "reason": "invalid_utf8"}) == 1
 
 
-def test_line_without_newline_is_never_read_unbounded(tmp_path: Path) -> None:
+async def test_line_without_newline_is_never_read_unbounded(tmp_path: Path) -> None:
     p = tmp_path / "huge.log"
     with p.open("wb") as f:
         f.write(b"x" * (8 * 1024 * 1024))  # 8 MiB, no newline
     col = Collector()
     src = FileSource("h", cfg(str(p), format="text", max_line_bytes=65536), col, tmp_path / "data")
-    asyncio.run(run_until(src, lambda: len(col.events) >= 1, timeout=3))
+    await run_until(src, lambda: len(col.events) >= 1, timeout=3)
     assert len(col.events) == 1 and len(col.events[0].raw) == 65536
     assert src.tailers and all(len(t._buf) <= 65536 for t in src.tailers.values())
     assert all(t.offset == 8 * 1024 * 1024 for t in src.tailers.values())  # read through, not held
 
 
-def test_restart_resumes_from_checkpoint(tmp_path: Path) -> None:
+async def test_restart_resumes_from_checkpoint(tmp_path: Path) -> None:
     p = tmp_path / "r.log"
     p.write_text("".join(f"line {i}\n" for i in range(100)))
     col = Collector()
     src = FileSource("r", cfg(str(p), format="text"), col, tmp_path / "data")
-    asyncio.run(run_until(src, lambda: len(col.events) >= 100))
+    await run_until(src, lambda: len(col.events) >= 100)
     with p.open("a") as f:
         f.write("".join(f"line {i}\n" for i in range(100, 150)))
     col2 = Collector()
     src2 = FileSource("r", cfg(str(p), format="text"), col2, tmp_path / "data")
-    asyncio.run(run_until(src2, lambda: len(col2.events) >= 50))
+    await run_until(src2, lambda: len(col2.events) >= 50)
     assert col2.messages() == [f"line {i}" for i in range(100, 150)]
 
 
-def test_read_from_end_skips_existing_only(tmp_path: Path) -> None:
+async def test_read_from_end_skips_existing_only(tmp_path: Path) -> None:
     p = tmp_path / "e.log"
     p.write_text("old\n")
     col = Collector()
     src = FileSource("e", cfg(str(tmp_path / "*.log"), format="text", read_from="end"), col, tmp_path / "data")
 
-    async def go() -> None:
-        task = asyncio.create_task(src.run())
-        await asyncio.sleep(0.2)
-        with p.open("a") as f:
-            f.write("new\n")
-        (tmp_path / "later.log").write_text("from a new file\n")
-        for _ in range(200):
-            if len(col.events) >= 2:
-                break
-            await asyncio.sleep(0.02)
-        await src.stop()
-        await task
-
-    asyncio.run(go())
+    task = asyncio.create_task(src.run())
+    await asyncio.sleep(0.2)
+    with p.open("a") as f:
+        f.write("new\n")
+    (tmp_path / "later.log").write_text("from a new file\n")
+    for _ in range(200):
+        if len(col.events) >= 2:
+            break
+        await asyncio.sleep(0.02)
+    await src.stop()
+    await task
     assert sorted(col.messages()) == ["from a new file", "new"]
 
 
@@ -195,25 +190,22 @@ def _writer_rotating(path: Path, n: int, every: int, mode: str) -> None:
     f.close()
 
 
-def test_rotation_by_rename_during_writes_loses_nothing(tmp_path: Path) -> None:
+async def test_rotation_by_rename_during_writes_loses_nothing(tmp_path: Path) -> None:
     p = tmp_path / "app.log"
     p.write_text("")
     col = Collector()
     src = FileSource("rot", cfg(str(p), format="text"), col, tmp_path / "data")
 
-    async def go() -> None:
-        task = asyncio.create_task(src.run())
-        for chunk in range(10):
-            await asyncio.to_thread(_writer_rotating, p, 1000, 300, "rename")
-            await asyncio.sleep(0.01 * chunk)
-        for _ in range(500):
-            if len(col.events) >= 10_000:
-                break
-            await asyncio.sleep(0.02)
-        await src.stop()
-        await task
-
-    asyncio.run(go())
+    task = asyncio.create_task(src.run())
+    for chunk in range(10):
+        await asyncio.to_thread(_writer_rotating, p, 1000, 300, "rename")
+        await asyncio.sleep(0.01 * chunk)
+    for _ in range(500):
+        if len(col.events) >= 10_000:
+            break
+        await asyncio.sleep(0.02)
+    await src.stop()
+    await task
     counts: dict[str, int] = {}
     for m in col.messages():
         counts[m] = counts.get(m, 0) + 1
@@ -221,13 +213,13 @@ def test_rotation_by_rename_during_writes_loses_nothing(tmp_path: Path) -> None:
     assert all(counts[f"line {i}"] == 10 for i in range(1000))
 
 
-def test_copytruncate_continues_from_start(tmp_path: Path) -> None:
+async def test_copytruncate_continues_from_start(tmp_path: Path) -> None:
     p = tmp_path / "ct.log"
     p.write_text("".join(f"a{i}\n" for i in range(50)))
     col = Collector()
     src = FileSource("ct", cfg(str(p), format="text"), col, tmp_path / "data")
 
-    async def go() -> None:
+    async with asyncio.timeout(10):
         task = asyncio.create_task(src.run())
         while len(col.events) < 50:
             await asyncio.sleep(0.02)
@@ -239,19 +231,17 @@ def test_copytruncate_continues_from_start(tmp_path: Path) -> None:
             await asyncio.sleep(0.02)
         await src.stop()
         await task
-
-    asyncio.run(asyncio.wait_for(go(), 10))
     assert col.messages() == [f"a{i}" for i in range(50)] + [f"b{i}" for i in range(10)]
     # Ids after the truncation differ from the ids of the same offsets before it.
     assert col.events[50].id != col.events[0].id
 
 
-def test_rotated_file_finished_after_restart(tmp_path: Path) -> None:
+async def test_rotated_file_finished_after_restart(tmp_path: Path) -> None:
     p = tmp_path / "app.log"
     p.write_text("".join(f"x{i}\n" for i in range(10)))
     col = Collector()
     src = FileSource("rr", cfg(str(p), format="text"), col, tmp_path / "data")
-    asyncio.run(run_until(src, lambda: len(col.events) >= 10))
+    await run_until(src, lambda: len(col.events) >= 10)
     # While the shipper is down: more lines, then a rename rotation and a new file.
     with p.open("a") as f:
         f.write("".join(f"x{i}\n" for i in range(10, 20)))
@@ -259,7 +249,7 @@ def test_rotated_file_finished_after_restart(tmp_path: Path) -> None:
     p.write_text("new0\n")
     col2 = Collector()
     src2 = FileSource("rr", cfg(str(p), format="text"), col2, tmp_path / "data")
-    asyncio.run(run_until(src2, lambda: len(col2.events) >= 11))
+    await run_until(src2, lambda: len(col2.events) >= 11)
     assert sorted(col2.messages()) == sorted([f"x{i}" for i in range(10, 20)] + ["new0"])
 
 
