@@ -1,6 +1,6 @@
 """An append-only, checksummed, segmented disk buffer with in-order acknowledgement.
 
-Sources append batches; each batch is one record: ``magic | length | crc32 | events | payload``.
+Sources append batches; each batch is one record of a segment file (:mod:`shipper.buffer.segments`).
 A sink reads records in order and acknowledges them when its backend accepted them; the
 acknowledged position (``ack.json``) only moves over a contiguous prefix of acknowledged
 records, so a crash at any moment re-delivers at most what was in flight, and loses nothing.
@@ -14,8 +14,6 @@ import contextlib
 import errno
 import logging
 import os
-import struct
-import zlib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +22,10 @@ from typing import Literal
 import orjson
 
 from shipper import metrics
+from shipper.buffer.segments import Damaged, encode_record, list_segments, read_record, scan_headers, segment_name
 from shipper.event import Event, pack_events, unpack_events
 
 log = logging.getLogger("shipper.buffer")
-
-MAGIC = b"\xecLG\x01"
-_HEADER = struct.Struct(">4sIII")  # magic, payload length, crc32(payload), event count
-_MAX_RECORD = 1 << 30
 
 
 @dataclass(slots=True)
@@ -43,10 +38,6 @@ class Chunk:
     count: int
     events: list[Event]
     done: bool = False
-
-
-def _seg_name(seg: int) -> str:
-    return f"{seg:016d}.seg"
 
 
 class DiskBuffer:
@@ -83,11 +74,7 @@ class DiskBuffer:
     # -- start-up -------------------------------------------------------------------------------
 
     def _segments(self) -> list[int]:
-        out = []
-        for p in self.dir.glob("*.seg"):
-            with contextlib.suppress(ValueError):
-                out.append(int(p.stem))
-        return sorted(out)
+        return list_segments(self.dir)
 
     def _recover(self) -> None:
         segs = self._segments()
@@ -103,7 +90,7 @@ class DiskBuffer:
             ack_seg, ack_off = (segs[0] if segs else 0), 0
         for seg in segs:
             if seg < ack_seg:
-                (self.dir / _seg_name(seg)).unlink(missing_ok=True)
+                (self.dir / segment_name(seg)).unlink(missing_ok=True)
         segs = [s for s in segs if s >= ack_seg]
         if segs and segs[0] > ack_seg:
             ack_seg, ack_off = segs[0], 0
@@ -111,7 +98,7 @@ class DiskBuffer:
         self._read_pos = (ack_seg, ack_off)
         for seg in segs:
             start = ack_off if seg == ack_seg else 0
-            size, events = self._scan_headers(seg, start)
+            size, events = scan_headers(self.dir / segment_name(seg), start)
             self.pending_bytes += size
             self.pending_events += events
         self._write_seg = (segs[-1] + 1) if segs else max(ack_seg, 1)
@@ -123,27 +110,8 @@ class DiskBuffer:
             log.info("buffer %s: resuming %d undelivered events (%d bytes)", self.name,
                      self.pending_events, self.pending_bytes)
 
-    def _scan_headers(self, seg: int, start: int) -> tuple[int, int]:
-        """Bytes and events after ``start`` in a segment, reading headers only."""
-        path = self.dir / _seg_name(seg)
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            return 0, 0
-        events = 0
-        with path.open("rb") as f:
-            off = start
-            while off + _HEADER.size <= size:
-                f.seek(off)
-                magic, length, _crc, count = _HEADER.unpack(f.read(_HEADER.size))
-                if magic != MAGIC or off + _HEADER.size + length > size:
-                    break
-                events += count
-                off += _HEADER.size + length
-        return max(0, size - start), events
-
     def _open_segment(self, seg: int) -> int:
-        return os.open(self.dir / _seg_name(seg), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        return os.open(self.dir / segment_name(seg), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -157,7 +125,7 @@ class DiskBuffer:
             mid = len(events) // 2
             first = await self.append(events[:mid])
             return await self.append(events[mid:]) and first
-        record = _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload), len(events)) + payload
+        record = encode_record(payload, len(events))
         if self.pending_bytes + len(record) > self.max_bytes and self.pending_bytes > 0:
             if self.when_full == "drop_newest":
                 metrics.EVENTS_DROPPED.labels(self.name, "buffer_full").inc(len(events))
@@ -272,7 +240,7 @@ class DiskBuffer:
         fd = self._read_fds.get(seg)
         if fd is None:
             try:
-                fd = os.open(self.dir / _seg_name(seg), os.O_RDONLY)
+                fd = os.open(self.dir / segment_name(seg), os.O_RDONLY)
             except FileNotFoundError:
                 return None
             self._read_fds[seg] = fd
@@ -281,57 +249,35 @@ class DiskBuffer:
     def _read_one(self) -> Chunk | None:
         """Read the record at the read position; on corruption, skip and return None."""
         seg, off = self._read_pos
-        limit = self._write_off if seg == self._write_seg else None
         fd = self._read_fd(seg)
         if fd is None:
             self._advance_segment(seg)
             return None
-        header = os.pread(fd, _HEADER.size, off)
-        if limit is None and len(header) < _HEADER.size:
-            if header:
-                self._corrupt(seg, off, off + len(header), "torn header at segment end")
+        found = read_record(fd, off, self._write_off if seg == self._write_seg else None)
+        if found is None:
             self._advance_segment(seg)
             return None
-        magic, length, crc, count = _HEADER.unpack(header)
-        payload = os.pread(fd, length, off + _HEADER.size) if magic == MAGIC and length < _MAX_RECORD else b""
-        if magic != MAGIC or len(payload) != length or zlib.crc32(payload) != crc:
-            nxt = self._resync(fd, off + 1, limit)
-            self._corrupt(seg, off, nxt, "bad magic or checksum" if len(payload) == length else "torn record")
-            if nxt is None:
+        if isinstance(found, Damaged):
+            self._corrupt(seg, off, found.end, found.reason)
+            if found.segment_over:
                 self._advance_segment(seg)
             else:
-                self._read_pos = (seg, nxt)
+                self._read_pos = (seg, found.end)
             return None
-        end = off + _HEADER.size + length
-        self._read_pos = (seg, end)
+        self._read_pos = (seg, found.end)
         try:
-            events = unpack_events(payload)
+            events = unpack_events(found.payload)
         except Exception as exc:  # checksum passed but the payload does not decode: skip it
-            self._corrupt(seg, off, end, f"undecodable payload: {exc}")
+            self._corrupt(seg, off, found.end, f"undecodable payload: {exc}")
             return None
-        chunk = Chunk(seg, end, _HEADER.size + length, count, events)
+        chunk = Chunk(seg, found.end, found.size, found.count, events)
         self._outstanding.append(chunk)
         return chunk
 
-    def _resync(self, fd: int, start: int, limit: int | None) -> int | None:
-        """Offset of the next valid record after ``start`` in this segment, or None."""
-        data = os.pread(fd, (limit - start) if limit is not None else _MAX_RECORD, start)
-        pos = 0
-        while True:
-            i = data.find(MAGIC, pos)
-            if i < 0 or i + _HEADER.size > len(data):
-                return None
-            _m, length, crc, _n = _HEADER.unpack_from(data, i)
-            body = data[i + _HEADER.size : i + _HEADER.size + length]
-            if len(body) == length and zlib.crc32(body) == crc:
-                return start + i
-            pos = i + 1
-
-    def _corrupt(self, seg: int, off: int, nxt: int | None, why: str) -> None:
+    def _corrupt(self, seg: int, off: int, end: int, why: str) -> None:
         metrics.BUFFER_CORRUPT.labels(self.name).inc()
         log.error("buffer %s: skipping corrupt data in segment %d at offset %d (%s)", self.name, seg, off, why)
         # The skipped bytes count as delivered so the acknowledged position can move past them.
-        end = nxt if nxt is not None else off
         skipped = Chunk(seg, end, max(0, end - off), 0, [], done=True)
         self._outstanding.append(skipped)
         self.ack([])
@@ -384,7 +330,7 @@ class DiskBuffer:
                 os.close(self._read_fds.pop(seg))
         for seg in self._segments():
             if seg < ack_seg and seg != self._write_seg:
-                (self.dir / _seg_name(seg)).unlink(missing_ok=True)
+                (self.dir / segment_name(seg)).unlink(missing_ok=True)
 
     async def _notify(self) -> None:
         async with self._changed:
