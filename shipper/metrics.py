@@ -139,3 +139,29 @@ INDEX_OVERFLOW = Counter(
     "Events a sink's name guard sent to its overflow index/group/stream (too many distinct names).",
     ["sink"], registry=REGISTRY,
 )
+KUBE_CACHE_OBJECTS = Gauge(
+    "ecvi_shipper_kube_cache_objects",
+    "Objects in the Kubernetes metadata cache (pods on this node, namespaces), deleted ones in their grace included.",
+    ["kind"], registry=REGISTRY,
+)
+KUBE_WATCH_RESTARTS = Counter(
+    "ecvi_shipper_kube_watch_restarts",
+    "Times a Kubernetes watch was started again (gone: re-listed after 410; error: API trouble, backoff; "
+    "timeout: the server ended it).",
+    ["kind", "reason"], registry=REGISTRY,
+)
+KUBE_API_UP = Gauge(
+    "ecvi_shipper_kube_api_up",
+    "1 while every Kubernetes list/watch of the metadata cache works; 0 while the cache serves what it last knew.",
+    registry=REGISTRY,
+)
+KUBE_OBJECTS_REFUSED = Counter(
+    "ecvi_shipper_kube_objects_refused",
+    "Kubernetes API objects or watch lines not cached (malformed: bad JSON or fields; over_limit: max_pods reached).",
+    ["kind", "reason"], registry=REGISTRY,
+)
+KUBE_ENRICHMENT_MISSING = Counter(
+    "ecvi_shipper_kube_enrichment_missing",
+    "Events of kubelet log files shipped without Kubernetes API metadata (API down, not synced, pod unknown).",
+    ["source"], registry=REGISTRY,
+)
