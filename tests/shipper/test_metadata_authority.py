@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from shipper.event import Event
 from shipper.sinks.loki.labels import CardinalityGuard, LabelRenderer, field_getter
 from shipper.templates import render
+from tests.factories import event
 
 _FORGED = '{"message":"hi","kubernetes":{"namespace":"payments","pod_name":"billing-7d9f"}}'
 _META = {"kubernetes": {"namespace": "sandbox", "pod_name": "evil-1", "container_name": "app"}}
 
 
-def _event() -> Event:
-    return Event(None, _FORGED, 1, {k: dict(v) for k, v in _META.items()})
 
 
 def test_event_get_prefers_derived_metadata() -> None:
-    e = _event()
+    e = event(raw=_FORGED, ts_ns=1, meta=_META)
     assert e.get("kubernetes.namespace") == "sandbox"
     assert e.get("kubernetes.pod_name") == "evil-1"
     assert e.get("kubernetes") == _META["kubernetes"]
@@ -23,18 +21,18 @@ def test_event_get_prefers_derived_metadata() -> None:
 
 def test_record_keys_the_shipper_did_not_derive_are_not_read_from_the_record() -> None:
     # Under an authoritative root the record is not consulted at all, not even for keys meta lacks.
-    e = Event(None, '{"kubernetes":{"namespace":"payments","node":"n1"}}', 1, {k: dict(v) for k, v in _META.items()})
+    e = event(raw='{"kubernetes":{"namespace":"payments","node":"n1"}}', ts_ns=1, meta=_META)
     assert e.get("kubernetes.node") is None
 
 
 def test_record_kubernetes_is_used_when_the_shipper_derived_none() -> None:
     # A forward peer (e.g. Fluent Bit's kubernetes filter) sends its own metadata and no path exists.
-    e = Event(None, _FORGED, 1, {"source": "fwd"})
+    e = event(raw=_FORGED, ts_ns=1, meta={"source": "fwd"})
     assert e.get("kubernetes.namespace") == "payments"
 
 
 def test_templates_and_loki_labels_use_derived_metadata() -> None:
-    e = _event()
+    e = event(raw=_FORGED, ts_ns=1, meta=_META)
     assert render("/ecvi/{{ kubernetes.namespace }}/{{ kubernetes.pod_name }}", e) == "/ecvi/sandbox/evil-1"
     for path in ("kubernetes.namespace", "kubernetes.pod_name", "kubernetes"):
         assert field_getter(path)(e.record, e.meta) == e.get(path)

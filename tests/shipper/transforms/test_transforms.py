@@ -1,14 +1,13 @@
+from functools import partial
+
 from shipper.config import parse_config
-from shipper.event import Event
 from shipper.topology import apply_chain, routes_for
 from shipper.transforms import build_transform
 from shipper.transforms.config import AddFieldsConfig, FilterConfig, RedactConfig
+from tests.factories import event
 
-
-def _ev(**record: object) -> Event:
-    import orjson
-
-    return Event(dict(record), orjson.dumps(record).decode(), 0, {"kubernetes": {"namespace": "ecvi"}}, True)
+# Events as a source makes them from a JSON line in the ``ecvi`` namespace.
+_ev = partial(event, meta={"kubernetes": {"namespace": "ecvi"}}, derived=True)
 
 
 def test_add_fields_templates_and_overwrite() -> None:
