@@ -14,7 +14,7 @@ from shipper import metrics
 from shipper.event import Event
 from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.file.formats import PARSERS, FormatError
-from shipper.sources.file.multiline import LineGrouper
+from shipper.sources.file.multiline import LineGrouper, Pending, StreamGroups
 from shipper.sources.file.paths import display_path
 from shipper.sources.records import parse_rfc3339_ns, record_from_payload, record_time_ns
 
@@ -57,17 +57,17 @@ class Tailer:
             LineGrouper(cfg.multiline.start_pattern if cfg.multiline else None)
             if cfg.format == "text" else None
         )
+        # Container logs are grouped per stream, only when asked to; else each line is an event.
+        self._streams = (
+            StreamGroups(cfg.multiline, cfg.max_line_bytes, self._emit, self._group_too_long)
+            if self._wrapped and cfg.multiline else None
+        )
         self._group_timeout = (cfg.multiline.timeout_ms if cfg.multiline else 1000) / 1000
         self._group_max_lines = cfg.multiline.max_lines if cfg.multiline else 500
         self._buf = b""
         self._buf_start = offset
         self._discarding = False
-        self._group: list[str] = []
-        self._group_start = 0
-        self._group_ts: str | None = None
-        self._group_stream: str | None = None
-        self._group_truncated = False
-        self._group_bytes = 0
+        self._group: Pending | None = None  # a text group, or a container line's partial pieces
         self.shown = display_path(path)
         self._meta_base: dict[str, Any] = {"source": source, "file": self.shown}
         if kubernetes:
@@ -92,12 +92,16 @@ class Tailer:
 
     @property
     def safe_offset(self) -> int:
-        """Start of the first line not yet handed downstream in full."""
-        return self._group_start if self._group else self._buf_start
+        """Start of the first line not yet handed downstream in full (over every stream's group)."""
+        if self._streams is not None:
+            start = self._streams.start
+            return self._buf_start if start is None else min(start, self._buf_start)
+        return self._group.start if self._group is not None else self._buf_start
 
     @property
     def pending_group(self) -> bool:
-        return bool(self._group)
+        """Whether lines wait in a group or a partial line (emitted by :meth:`flush_group`)."""
+        return self._group is not None or (self._streams is not None and self._streams.pending)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -122,6 +126,8 @@ class Tailer:
                 data = self._buf + data
                 start = self._buf_start
             self._split(data, start, out)
+        if self._streams is not None:
+            self._streams.flush_expired(out, time.monotonic())
         if total:
             now = time.monotonic()
             self.last_growth = now
@@ -145,7 +151,7 @@ class Tailer:
             if self._discarding:
                 self._discarding = False
                 continue
-            if cri and not self._group and len(raw) <= max_line and self._cri_full_line(raw, off, out):
+            if cri and self._group is None and len(raw) <= max_line and self._cri_full_line(raw, off, out):
                 continue
             truncated = len(raw) > max_line
             self._line(raw[:max_line] if truncated else raw, off, truncated, out)
@@ -169,7 +175,10 @@ class Tailer:
         ts, msg = parts[0], parts[3]
         if len(ts) < 20 or ts[4] != "-" or ts[10] not in "Tt" or msg.endswith("\r"):
             return False
-        self._emit(msg, ts, parts[1], off, False, out)
+        if self._streams is not None:
+            self._streams.add(msg, ts, parts[1], False, off, False, out)
+        else:
+            self._emit(msg, ts, parts[1], off, False, out)
         return True
 
     def _line(self, raw: bytes, off: int, truncated: bool, out: list[Event]) -> None:
@@ -190,8 +199,11 @@ class Tailer:
             metrics.INPUT_ERRORS.labels(self.source, "bad_format").inc()
             log.warning("%s: skipping line at offset %d: %s", self.shown, off, exc)
             return
+        if self._streams is not None:
+            self._streams.add(u.payload, u.ts_text, u.stream, u.partial, off, truncated, out)
+            return
         if self._wrapped:
-            if self._group or u.partial:
+            if self._group is not None or u.partial:
                 self._add_to_group(u.payload, off, u.ts_text, u.stream, truncated)
                 if u.partial:
                     return
@@ -200,7 +212,9 @@ class Tailer:
             self._emit(u.payload, u.ts_text, u.stream, off, truncated, out)
             return
         if self._grouper is not None:
-            if self._grouper.continues(text, bool(self._group)) and len(self._group) < self._group_max_lines:
+            group = self._group
+            if self._grouper.continues(text, group is not None) and group is not None \
+                    and len(group.pieces) < self._group_max_lines:
                 self._add_to_group("\n" + text, off, None, None, truncated)
                 return
             self.flush_group(out)
@@ -210,45 +224,48 @@ class Tailer:
         self._emit(text, None, None, off, truncated, out)
 
     def _add_to_group(self, piece: str, off: int, ts: str | None, stream: str | None, truncated: bool) -> None:
-        if not self._group:
-            self._group_start, self._group_ts, self._group_stream = off, ts, stream
-            self._group_truncated = False
-            self._group_bytes = 0
-        if self._group_bytes + len(piece) > self.cfg.max_line_bytes:
-            piece = piece[: max(0, self.cfg.max_line_bytes - self._group_bytes)]
-            if not self._group_truncated:
-                metrics.INPUT_ERRORS.labels(self.source, "line_too_long").inc()
-            self._group_truncated = True
-        self._group.append(piece)
-        self._group_bytes += len(piece)
-        self._group_truncated |= truncated
+        group = self._group
+        if group is None:
+            group = self._group = Pending(off, ts, stream)
+        if group.add(piece, self.cfg.max_line_bytes, truncated):
+            self._group_too_long()
+
+    def _group_too_long(self) -> None:
+        metrics.INPUT_ERRORS.labels(self.source, "line_too_long").inc()
 
     def flush_group(self, out: list[Event]) -> None:
-        """Emit the pending partial-line or multiline group as one event."""
-        if not self._group:
+        """Emit everything pending (a text group, partial lines, every stream's group), each as one event."""
+        if self._streams is not None:
+            self._streams.flush_all(out)
+        group = self._group
+        if group is None:
             return
-        payload = "".join(self._group)
-        self._group = []
-        self._emit(payload, self._group_ts, self._group_stream, self._group_start, self._group_truncated, out)
+        self._group = None
+        self._emit(group.text(), group.ts, group.stream, group.start, group.truncated, out)
 
     def group_expired(self) -> bool:
-        """A text group waited ``multiline.timeout_ms`` with no new line: it is complete."""
+        """A text group waited ``multiline.timeout_ms`` with no new line: it is complete.
+
+        Container groups never wait for this: :meth:`read` flushes each stream's group as it
+        expires, so a quiet stream never cuts another stream's group or partial line short.
+        """
         return (
-            self._grouper is not None and bool(self._group)
+            self._grouper is not None and self._group is not None
             and time.monotonic() - self.last_line >= self._group_timeout
         )
 
     def _emit(self, payload: str, ts: str | None, stream: str | None, off: int, truncated: bool,
-              out: list[Event]) -> None:
+              out: list[Event], record: dict[str, Any] | None = None) -> None:
+        """Append the event for ``payload`` (``record``: already parsed from it, if it was)."""
         rts: int | None = None
-        record: dict[str, Any] | None = None
         if payload.startswith(_TS_FIRST):
             # logging_config puts "timestamp" first: take the time without parsing the record,
             # which is parsed later only if a sink needs its fields.
             end = payload.find('"', _TS_FIRST_LEN)
             rts = parse_rfc3339_ns(payload[_TS_FIRST_LEN:end]) if end > 0 else None
         if rts is None:
-            record = record_from_payload(payload)
+            if record is None:
+                record = record_from_payload(payload)
             if len(record) > 1 or "message" not in record:
                 rts = record_time_ns(record)
         if rts is None and ts is not None:
@@ -285,7 +302,9 @@ class Tailer:
         self.offset = 0
         self._buf = b""
         self._buf_start = 0
-        self._group = []
+        self._group = None
+        if self._streams is not None:
+            self._streams.clear()
         self._discarding = False
         self.fp = fingerprint(self.fd) or 0
         self._uid = self._make_uid()
