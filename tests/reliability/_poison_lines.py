@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
+
+from tests.factories import cri_time as cri_time  # re-exported for the users of these lines
+from tests.factories import iso_ms as iso_ms
 
 MARKER = re.compile(rb"hpm-(\d+)-")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -66,20 +68,8 @@ def marker_of(data: bytes | str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def cri_time(ts_ns: int | None = None) -> str:
-    """A CRI (RFC 3339, nanoseconds, UTC) time."""
-    ts_ns = time.time_ns() if ts_ns is None else ts_ns
-    secs, ns = divmod(ts_ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ns:09d}Z"
-
-
-def iso_ms(ts_ns: int) -> str:
-    """The logging library's timestamp (milliseconds, ``Z``)."""
-    secs, ns = divmod(ts_ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ns // 1_000_000:03d}Z"
-
-
 def cri_line(cri_ts: str, payload: bytes) -> bytes:
+    """A CRI line of raw bytes (the payload may be invalid UTF-8, unlike :func:`tests.factories.cri_line`'s)."""
     return cri_ts.encode() + b" stdout F " + payload + b"\n"
 
 

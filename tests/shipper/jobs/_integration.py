@@ -23,6 +23,7 @@ from shipper.jobs import cli as jobs_cli
 from shipper.sinks._common.base import Sink
 from shipper.sinks._common.config import SinkConfigBase
 from shipper.sinks._common.driver import SinkDriver, split_batches
+from tests.factories import event, iso_ms
 
 LEVELS = ["debug", "info", "info", "info", "warning", "error"]
 
@@ -55,11 +56,10 @@ def make_events(n: int, days: list[date], run: str, seed: int = 1, ties: int = 0
 
 
 def _event(record: dict[str, Any], ts: int, n: int) -> Event:
-    secs, ns = divmod(ts, 10**9)
-    record["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ns // 10**6:03d}Z"
+    record["timestamp"] = iso_ms(ts)
     meta = {"id": f"c0ffee:{n * 512}", "source": "app",
             "kubernetes": {"namespace": "prod", "pod_name": f"{record['service']}-{n % 3}", "container_name": "app"}}
-    return Event(None, orjson.dumps(record).decode(), ts, meta)
+    return event(raw=orjson.dumps(record).decode(), ts_ns=ts, meta=meta)
 
 
 def on_day(events: Iterable[Event], day: date) -> list[Event]:

@@ -1,8 +1,9 @@
 """archive seal over what the s3 sink wrote, then verify and restore like any archive."""
 
-import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 from shipper.archive.layout import manifest_key
 from shipper.archive.manifest import parse_manifest
@@ -18,17 +19,18 @@ from ._support import DAY
 NOW = datetime(2025, 1, 16, 2, tzinfo=UTC)
 
 
-def _ingest(root: Path, n: int = 300, node: str = "node-a") -> None:
+async def _ingest(root: Path, n: int = 300, node: str = "node-a") -> None:
     sink = S3Sink("archive", make_config(root.as_uri(), node=node), str(root))
     events = [make_event(i, DAY0_NS + i * (24 * HOUR_NS // n)) for i in range(n)]
     for i in range(0, n, 40):
-        outcome = asyncio.run(sink.send(events[i:i + 40]))
+        outcome = await sink.send(events[i:i + 40])
         assert not outcome.retry and not outcome.rejected
 
 
-def test_seal_then_verify(tmp_path: Path) -> None:
-    _ingest(tmp_path)
-    _ingest(tmp_path, 30, node="node-b")
+@pytest.mark.anyio
+async def test_seal_then_verify(tmp_path: Path) -> None:
+    await _ingest(tmp_path)
+    await _ingest(tmp_path, 30, node="node-b")
     store = LocalStore(tmp_path)
     result = seal_day(store, DAY, now=NOW)
     assert (result.status, result.events) == ("sealed", 330)
@@ -40,11 +42,12 @@ def test_seal_then_verify(tmp_path: Path) -> None:
     assert seal_day(store, DAY, now=NOW).status == "skipped"
 
 
-def test_late_objects_are_reported_then_sealed_again(tmp_path: Path) -> None:
-    _ingest(tmp_path, 40)
+@pytest.mark.anyio
+async def test_late_objects_are_reported_then_sealed_again(tmp_path: Path) -> None:
+    await _ingest(tmp_path, 40)
     store = LocalStore(tmp_path)
     seal_day(store, DAY, now=NOW)
-    _ingest(tmp_path, 5, node="late")
+    await _ingest(tmp_path, 5, node="late")
     report = verify_day(store, DAY)
     assert report.ok and len(report.warnings) == 5  # one object per hour of the late events
     assert all("node=late" in w.key and "seal the day again" in w.message for w in report.warnings)
@@ -52,8 +55,9 @@ def test_late_objects_are_reported_then_sealed_again(tmp_path: Path) -> None:
     assert not verify_day(store, DAY).warnings
 
 
-def test_damaged_or_vanished_objects_are_not_sealed_over(tmp_path: Path) -> None:
-    _ingest(tmp_path, 80)
+@pytest.mark.anyio
+async def test_damaged_or_vanished_objects_are_not_sealed_over(tmp_path: Path) -> None:
+    await _ingest(tmp_path, 80)
     store = LocalStore(tmp_path)
     bad_key = "date=2025-01-15/hour=05/node=x/1-bad.ndjson.gz"
     bad = gzip_bytes(b'{"ts_ns": 1736917200000000000, "line": "ok"}\n{broken\n')

@@ -8,7 +8,6 @@ is slow to ingest). The numbers go to docs/operations.md.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 import uuid
@@ -102,7 +101,8 @@ def test_cloudwatch(aws_env: Moto, tmp_path: Path, capsys: pytest.CaptureFixture
     _report(capsys, "cloudwatch", summary)
 
 
-def test_ingest_seal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.anyio
+async def test_ingest_seal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The other route: the s3 sink's write rate, and sealing what it wrote (to a directory)."""
     events = make_events(EVENTS, [days_ago(2)], "seal")
     config = S3SinkConfig.model_validate({"type": "s3", "inputs": ["app"], "url": (tmp_path / "a").as_uri(),
@@ -110,7 +110,7 @@ def test_ingest_seal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     sink = S3Sink("archive", config, str(tmp_path))
     began = time.monotonic()
     for i in range(0, len(events), 20000):
-        outcome = asyncio.run(sink.send(events[i:i + 20000]))
+        outcome = await sink.send(events[i:i + 20000])
         assert not outcome.retry and not outcome.rejected
     took = time.monotonic() - began
     raw = sum(len(e.raw) for e in events)
