@@ -3,6 +3,8 @@
 * ``kubernetes/base/prometheusrule.yaml``: the groups of ``prometheus/alerts.yaml`` as a
   Prometheus Operator ``PrometheusRule``.
 * ``grafana/dashboards/*.json``: the shipper, logs and backend dashboards.
+* ``helm/ecvi-logs/files/``: what the Helm chart reads with ``.Files.Get`` (a chart cannot reach
+  files outside itself): each kustomize overlay's shipper config and the alert rules, verbatim.
 
 Usage: ``python deploy/generate.py`` writes them; ``--check`` exits 1 if any is stale (the tests
 run that).
@@ -22,6 +24,8 @@ HERE = Path(__file__).resolve().parent
 ALERTS = HERE / "prometheus" / "alerts.yaml"
 PROMETHEUS_RULE = HERE / "kubernetes" / "base" / "prometheusrule.yaml"
 DASHBOARDS = HERE / "grafana" / "dashboards"
+K8S = HERE / "kubernetes"
+CHART_FILES = HERE / "helm" / "ecvi-logs" / "files"
 
 PROM = {"type": "prometheus", "uid": "prometheus"}
 LOKI = {"type": "loki", "uid": "loki"}
@@ -347,8 +351,24 @@ def dashboards() -> dict[str, str]:
     return {name: json.dumps(board, indent=2) + "\n" for name, board in boards.items()}
 
 
+def overlay_configs() -> dict[str, Path]:
+    """Backend (overlay name) to the shipper config its ConfigMap holds: its own, or the base's."""
+    return {
+        overlay.name: overlay / "shipper.yaml" if (overlay / "shipper.yaml").exists() else K8S / "base" / "shipper.yaml"
+        for overlay in sorted((K8S / "overlays").iterdir())
+        if overlay.is_dir()
+    }
+
+
+def chart_files() -> dict[Path, str]:
+    """The chart's copies: ``shipper-<backend>.yaml`` per overlay and ``alerts.yaml``."""
+    files = {CHART_FILES / f"shipper-{name}.yaml": path.read_text() for name, path in overlay_configs().items()}
+    files[CHART_FILES / "alerts.yaml"] = ALERTS.read_text()
+    return files
+
+
 def outputs() -> dict[Path, str]:
-    files = {PROMETHEUS_RULE: prometheus_rule()}
+    files = {PROMETHEUS_RULE: prometheus_rule(), **chart_files()}
     files.update({DASHBOARDS / name: text for name, text in dashboards().items()})
     return files
 
