@@ -14,6 +14,8 @@ from shipper.errors import StartupError
 from shipper.runner import run_shipper
 from shipper.topology import Topology
 
+pytestmark = pytest.mark.anyio
+
 
 def _config(tmp: Path, data_dir: str | None = None, api: str = "127.0.0.1:0", sources: str = "") -> ShipperConfig:
     (tmp / "logs").mkdir(exist_ok=True)
@@ -35,83 +37,75 @@ def _listening() -> socket.socket:
     return s
 
 
-def _run(config: ShipperConfig) -> str:
+async def _run(config: ShipperConfig) -> str:
     with pytest.raises(StartupError) as info:
-        asyncio.run(asyncio.wait_for(run_shipper(config), 20))
+        await asyncio.wait_for(run_shipper(config), 20)
     message = str(info.value)
     assert "\n" not in message
     return message
 
 
-def test_data_dir_under_a_file(tmp_path: Path) -> None:
+async def test_data_dir_under_a_file(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("x")
-    message = _run(_config(tmp_path, data_dir=f"{tmp_path}/afile/data"))
+    message = await _run(_config(tmp_path, data_dir=f"{tmp_path}/afile/data"))
     assert message == f"data_dir: {tmp_path}/afile/data is not a directory"
 
 
-def test_data_dir_that_is_a_file(tmp_path: Path) -> None:
+async def test_data_dir_that_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("x")
-    assert _run(_config(tmp_path, data_dir=f"{tmp_path}/afile")) == f"data_dir: {tmp_path}/afile is not a directory"
+    message = await _run(_config(tmp_path, data_dir=f"{tmp_path}/afile"))
+    assert message == f"data_dir: {tmp_path}/afile is not a directory"
 
 
 @pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs /proc")
-def test_data_dir_in_proc(tmp_path: Path) -> None:
-    assert _run(_config(tmp_path, data_dir="/proc/ecvi-logs-data")).startswith("data_dir: ")
+async def test_data_dir_in_proc(tmp_path: Path) -> None:
+    assert (await _run(_config(tmp_path, data_dir="/proc/ecvi-logs-data"))).startswith("data_dir: ")
 
 
-def test_api_port_in_use(tmp_path: Path) -> None:
+async def test_api_port_in_use(tmp_path: Path) -> None:
     with _listening() as taken:
         address = f"127.0.0.1:{taken.getsockname()[1]}"
-        assert _run(_config(tmp_path, api=address)) == f"api.address: {address} is in use"
+        assert await _run(_config(tmp_path, api=address)) == f"api.address: {address} is in use"
 
 
-def test_forward_port_in_use_releases_what_started(tmp_path: Path) -> None:
+async def test_forward_port_in_use_releases_what_started(tmp_path: Path) -> None:
     with _listening() as taken:
         address = f"127.0.0.1:{taken.getsockname()[1]}"
         fwd = f'\n  fwd: {{type: forward, address: "{address}"}}'
         config = _config(tmp_path, sources=fwd)
-        assert _run(config) == f"sources.fwd.address: {address} is in use"
+        assert await _run(config) == f"sources.fwd.address: {address} is in use"
     # Nothing was left holding the data_dir or the API: the same config starts once the port is free.
     config = _config(tmp_path, sources='\n  fwd: {type: forward, address: "127.0.0.1:0"}')
 
-    async def start_and_stop() -> None:
-        topo = Topology(config)
-        await topo.start()
-        await topo.stop()
-
-    asyncio.run(start_and_stop())
+    topo = Topology(config)
+    await topo.start()
+    await topo.stop()
 
 
-def test_a_second_topology_on_one_data_dir_is_refused(tmp_path: Path) -> None:
+async def test_a_second_topology_on_one_data_dir_is_refused(tmp_path: Path) -> None:
     config = _config(tmp_path)
 
-    async def go() -> None:
-        first = Topology(config)
-        await first.start()
-        try:
-            with pytest.raises(StartupError) as info:
-                await Topology(config).start()
-            assert str(info.value) == f"data_dir: {tmp_path}/data is in use by another shipper (pid {os.getpid()})"
-        finally:
-            await first.stop()
-        again = Topology(config)  # the lock went with the first one
-        await again.start()
-        await again.stop()
-
-    asyncio.run(go())
+    first = Topology(config)
+    await first.start()
+    try:
+        with pytest.raises(StartupError) as info:
+            await Topology(config).start()
+        assert str(info.value) == f"data_dir: {tmp_path}/data is in use by another shipper (pid {os.getpid()})"
+    finally:
+        await first.stop()
+    again = Topology(config)  # the lock went with the first one
+    await again.start()
+    await again.stop()
 
 
-def test_a_second_shipper_on_one_data_dir_is_refused(tmp_path: Path) -> None:
+async def test_a_second_shipper_on_one_data_dir_is_refused(tmp_path: Path) -> None:
     config = _config(tmp_path)
 
-    async def go() -> None:
-        first = asyncio.create_task(run_shipper(config))
-        await asyncio.sleep(0.5)
-        assert not first.done()
-        with pytest.raises(StartupError, match=r"^data_dir: .* is in use by another shipper"):
-            await run_shipper(config)
-        first.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await first
-
-    asyncio.run(go())
+    first = asyncio.create_task(run_shipper(config))
+    await asyncio.sleep(0.5)
+    assert not first.done()
+    with pytest.raises(StartupError, match=r"^data_dir: .* is in use by another shipper"):
+        await run_shipper(config)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
