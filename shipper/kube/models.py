@@ -27,6 +27,8 @@ DEFAULT_EXCLUDE_POD_ANNOTATIONS: tuple[str, ...] = ("kubectl.kubernetes.io/last-
 
 _INTERN_MAX = 256  # longer values are rarely shared; interning them would only cost a table entry
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+_SHARED_MAX = 2048  # distinct mappings remembered for sharing; the table is simply emptied when full
+_SHARED: dict[int, Mapping[str, str]] = {}
 
 
 class MalformedObject(ValueError):
@@ -190,7 +192,19 @@ def _string_map(meta: Mapping[str, Any], key: str, keep: Any = None) -> Mapping[
         for k, v in raw.items()
         if isinstance(v, str) and (keep is None or keep(k))
     }
-    return MappingProxyType(out) if out else _EMPTY
+    return _shared_mapping(out) if out else _EMPTY
+
+
+def _shared_mapping(items: dict[str, str]) -> Mapping[str, str]:
+    """One read-only mapping for equal contents: a Deployment's replicas share their labels and annotations."""
+    key = hash(frozenset(items.items()))
+    cached = _SHARED.get(key)
+    if cached is not None and cached == items:
+        return cached
+    if len(_SHARED) >= _SHARED_MAX:
+        _SHARED.clear()
+    proxy = _SHARED[key] = MappingProxyType(items)
+    return proxy
 
 
 def _intern(value: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
@@ -185,3 +186,22 @@ class FakeApi:
         self.rv += 1
         obj = {"kind": "Pod", "metadata": {"resourceVersion": str(self.rv)}}
         self.events[resource].append((self.rv, "BOOKMARK", obj))
+
+
+def realistic_pod_fields(i: int, replicas: int = 20) -> dict[str, Any]:
+    """Name, labels (10), annotations (5), two containers and owner of the ``i``-th pod of a Deployment-heavy
+    node: ``replicas`` consecutive pods share a Deployment (``replicas=1`` makes every pod's values unique)."""
+    d = i // replicas
+    template_hash = hashlib.sha1(str(d).encode()).hexdigest()[:10]
+    labels = {"app.kubernetes.io/name": f"svc-{d}", "app.kubernetes.io/instance": f"svc-{d}-prod",
+              "app.kubernetes.io/version": f"1.{d % 7}.3", "app.kubernetes.io/component": "api",
+              "app.kubernetes.io/part-of": "ecvi", "app.kubernetes.io/managed-by": "Helm",
+              "pod-template-hash": template_hash, "team": f"team-{d % 5}", "environment": "production",
+              "tier": "backend"}
+    annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": "9100",
+                   "kubectl.kubernetes.io/restartedAt": "2026-11-28T10:00:00Z",
+                   "checksum/config": hashlib.sha256(str(d).encode()).hexdigest(),
+                   "cluster-autoscaler.kubernetes.io/safe-to-evict": "true"}
+    return {"name": f"svc-{d}-{template_hash}-{i:05x}", "namespace": f"ns-{d % 10}", "labels": labels,
+            "annotations": annotations, "owner": ("ReplicaSet", f"svc-{d}-{template_hash}"),
+            "containers": {"app": f"registry.example.com/svc-{d}:1.{d % 7}.3", "proxy": "envoyproxy/envoy:v1.30.1"}}
