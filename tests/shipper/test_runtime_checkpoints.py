@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from shipper.config import parse_config
 from shipper.topology import Topology
 
 
-def test_a_failing_checkpoint_save_does_not_end_checkpointing(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_a_failing_checkpoint_save_does_not_end_checkpointing(tmp_path: Path) -> None:
     (tmp_path / "logs").mkdir()
     config = parse_config(f"""
 data_dir: {tmp_path / "data"}
@@ -23,7 +26,7 @@ sinks:
 """, env={})
     calls: list[int] = []
 
-    async def main() -> None:
+    async with asyncio.timeout(30):
         topology = Topology(config)
         real = topology.checkpoint
 
@@ -42,6 +45,4 @@ sinks:
                 await asyncio.sleep(0.05)
         finally:
             await topology.stop()
-
-    asyncio.run(asyncio.wait_for(main(), 30))
     assert len(calls) >= 3

@@ -24,6 +24,8 @@ from shipper.sinks._common.outcome import SendOutcome
 from shipper.sources.file.source import FileSource
 from shipper.topology import Topology
 
+pytestmark = pytest.mark.anyio
+
 
 class HeldSink(Sink):
     """Its health check passes only once ``passing`` is set; records what it is sent."""
@@ -83,54 +85,48 @@ def _append(tmp: Path, n: int) -> None:
         f.write(json.dumps({"message": "m", "n": n}) + "\n")
 
 
-def test_ready_waits_for_the_sink_health_check(tmp_path: Path, held_sink: type[HeldSink]) -> None:
-    async def go() -> None:
-        health = Health()
-        api = ApiServer("127.0.0.1:0", health)
-        api.start()
-        topo = Topology(_config(tmp_path), health)
-        await topo.start()
-        try:
-            assert await _until(lambda: _get(api.port)[1]["sources"] == {"app": True})
-            status, body = await asyncio.to_thread(_get, api.port)
-            assert status == 503 and body["sinks"] == {"out": None} and body["started"] is True
-            held_sink.passing = True
-            assert await _until(lambda: _get(api.port)[0] == 200)
-            assert _get(api.port)[1]["sinks"] == {"out": True}
-        finally:
-            await topo.stop()
-            api.stop()
-
-    asyncio.run(go())
+async def test_ready_waits_for_the_sink_health_check(tmp_path: Path, held_sink: type[HeldSink]) -> None:
+    health = Health()
+    api = ApiServer("127.0.0.1:0", health)
+    api.start()
+    topo = Topology(_config(tmp_path), health)
+    await topo.start()
+    try:
+        assert await _until(lambda: _get(api.port)[1]["sources"] == {"app": True})
+        status, body = await asyncio.to_thread(_get, api.port)
+        assert status == 503 and body["sinks"] == {"out": None} and body["started"] is True
+        held_sink.passing = True
+        assert await _until(lambda: _get(api.port)[0] == 200)
+        assert _get(api.port)[1]["sinks"] == {"out": True}
+    finally:
+        await topo.stop()
+        api.stop()
 
 
-def test_ready_is_503_while_the_event_loop_is_blocked(tmp_path: Path, held_sink: type[HeldSink]) -> None:
+async def test_ready_is_503_while_the_event_loop_is_blocked(tmp_path: Path, held_sink: type[HeldSink]) -> None:
     held_sink.passing = True
 
-    async def go() -> None:
-        health = Health(max_heartbeat_age_secs=0.5)
-        api = ApiServer("127.0.0.1:0", health)
-        api.start()
-        topo = Topology(_config(tmp_path), health)
-        await topo.start()
-        try:
-            assert await _until(lambda: _get(api.port)[0] == 200)
-            seen: list[tuple[int, dict[str, Any]]] = []
-            probe = threading.Timer(1.0, lambda: seen.append(_get(api.port)))
-            probe.start()
-            time.sleep(1.5)  # the loop hangs (a blocking call); the API thread still answers
-            probe.join()
-            status, body = seen[0]
-            assert status == 503 and body["loop_heartbeat_age_secs"] >= 0.9
-            assert await _until(lambda: _get(api.port)[0] == 200)
-        finally:
-            await topo.stop()
-            api.stop()
-
-    asyncio.run(go())
+    health = Health(max_heartbeat_age_secs=0.5)
+    api = ApiServer("127.0.0.1:0", health)
+    api.start()
+    topo = Topology(_config(tmp_path), health)
+    await topo.start()
+    try:
+        assert await _until(lambda: _get(api.port)[0] == 200)
+        seen: list[tuple[int, dict[str, Any]]] = []
+        probe = threading.Timer(1.0, lambda: seen.append(_get(api.port)))
+        probe.start()
+        time.sleep(1.5)  # the loop hangs (a blocking call); the API thread still answers
+        probe.join()
+        status, body = seen[0]
+        assert status == 503 and body["loop_heartbeat_age_secs"] >= 0.9
+        assert await _until(lambda: _get(api.port)[0] == 200)
+    finally:
+        await topo.stop()
+        api.stop()
 
 
-def test_a_dead_source_is_restarted_and_ready_follows(
+async def test_a_dead_source_is_restarted_and_ready_follows(
     tmp_path: Path, held_sink: type[HeldSink], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     held_sink.passing = True
@@ -158,54 +154,48 @@ def test_a_dead_source_is_restarted_and_ready_follows(
     restarts = metrics.COMPONENT_RESTARTS.labels("source:app")
     before = restarts._value.get()
 
-    async def go() -> None:
-        health = Health()
-        api = ApiServer("127.0.0.1:0", health)
-        api.start()
-        config = _config(tmp_path)
-        _append(tmp_path, 0)
-        topo = Topology(config, health)
-        await topo.start()
-        try:
-            assert await _until(died.is_set)
-            status, body = await asyncio.to_thread(_get, api.port)
-            assert status == 503 and body["sources"] == {"app": False}
-            assert metrics.REGISTRY.get_sample_value("ecvi_shipper_component_up", {"component": "source:app"}) == 0
-            assert await _until(lambda: _get(api.port)[0] == 200, timeout=5)  # restarted after ~1 s
-            assert runs == 2 and restarts._value.get() == before + 1
-            assert metrics.REGISTRY.get_sample_value("ecvi_shipper_component_up", {"component": "source:app"}) == 1
-            _append(tmp_path, 1)  # the new source resumes from the checkpoint: no loss
-            assert await _until(lambda: 1 in held_sink.sent)
-        finally:
-            await topo.stop()
-            api.stop()
-
-    asyncio.run(go())
+    health = Health()
+    api = ApiServer("127.0.0.1:0", health)
+    api.start()
+    config = _config(tmp_path)
+    _append(tmp_path, 0)
+    topo = Topology(config, health)
+    await topo.start()
+    try:
+        assert await _until(died.is_set)
+        status, body = await asyncio.to_thread(_get, api.port)
+        assert status == 503 and body["sources"] == {"app": False}
+        assert metrics.REGISTRY.get_sample_value("ecvi_shipper_component_up", {"component": "source:app"}) == 0
+        assert await _until(lambda: _get(api.port)[0] == 200, timeout=5)  # restarted after ~1 s
+        assert runs == 2 and restarts._value.get() == before + 1
+        assert metrics.REGISTRY.get_sample_value("ecvi_shipper_component_up", {"component": "source:app"}) == 1
+        _append(tmp_path, 1)  # the new source resumes from the checkpoint: no loss
+        assert await _until(lambda: 1 in held_sink.sent)
+    finally:
+        await topo.stop()
+        api.stop()
     assert sorted(set(held_sink.sent)) == [0, 1]
 
 
-def test_ready_is_503_while_a_sink_has_workers_down(
+async def test_ready_is_503_while_a_sink_has_workers_down(
     tmp_path: Path, held_sink: type[HeldSink], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from shipper.sinks._common.driver import SinkDriver
 
     held_sink.passing = True
 
-    async def go() -> None:
-        health = Health()
-        api = ApiServer("127.0.0.1:0", health)
-        api.start()
-        topo = Topology(_config(tmp_path), health)
-        await topo.start()
-        try:
-            assert await _until(lambda: _get(api.port)[0] == 200)
-            with monkeypatch.context() as m:
-                m.setattr(SinkDriver, "up", property(lambda self: False))  # a worker died, not yet restarted
-                assert await _until(lambda: _get(api.port)[0] == 503)
-                assert _get(api.port)[1]["sink_workers"] == {"out": False}
-            assert await _until(lambda: _get(api.port)[0] == 200)
-        finally:
-            await topo.stop()
-            api.stop()
-
-    asyncio.run(go())
+    health = Health()
+    api = ApiServer("127.0.0.1:0", health)
+    api.start()
+    topo = Topology(_config(tmp_path), health)
+    await topo.start()
+    try:
+        assert await _until(lambda: _get(api.port)[0] == 200)
+        with monkeypatch.context() as m:
+            m.setattr(SinkDriver, "up", property(lambda self: False))  # a worker died, not yet restarted
+            assert await _until(lambda: _get(api.port)[0] == 503)
+            assert _get(api.port)[1]["sink_workers"] == {"out": False}
+        assert await _until(lambda: _get(api.port)[0] == 200)
+    finally:
+        await topo.stop()
+        api.stop()

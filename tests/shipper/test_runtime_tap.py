@@ -13,7 +13,8 @@ from shipper.errors import StartupError
 from shipper.tap import run_tap
 
 
-def test_tap_with_a_forward_address_in_use(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_tap_with_a_forward_address_in_use(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -27,7 +28,7 @@ sinks:
   out: {{type: file, inputs: [app, fwd], path: "{tmp_path}/out.ndjson"}}
 """, env={})
         with pytest.raises(StartupError) as info:
-            asyncio.run(asyncio.wait_for(run_tap(config, None, 1), 10))
+            await asyncio.wait_for(run_tap(config, None, 1), 10)
     assert str(info.value) == f"sources.fwd.address: {address} is in use"
 
 
