@@ -4,7 +4,6 @@ One bad record costs at most itself: its time is replaced by the read time, a to
 kept as text, each flagged in ``meta["repaired"]`` and counted; its batch neighbours are untouched.
 """
 
-import asyncio
 import os
 import struct
 import time
@@ -71,22 +70,20 @@ def test_out_of_range_time_is_replaced_by_read_time(tmp_path: Path, bad_ts: str)
 
 
 @pytest.mark.parametrize("bad_ts", ["9999-12-31T23:59:59Z", "1600-01-01T00:00:00Z"])
-def test_out_of_range_time_survives_pack_and_disk_buffer(tmp_path: Path, bad_ts: str) -> None:
+@pytest.mark.anyio
+async def test_out_of_range_time_survives_pack_and_disk_buffer(tmp_path: Path, bad_ts: str) -> None:
     events = tail_lines(tmp_path, [_line(1), _line(2, bad_ts), _line(3)], "tbuf")
     again = unpack_events(pack_events(events))
     assert [e.ts_ns for e in again] == [e.ts_ns for e in events]
     assert all(type(e.ts_ns) is int for e in again)
     assert again[1].meta["repaired"] == ["time_out_of_range"]
 
-    async def roundtrip() -> list[Event]:
-        buf = DiskBuffer(tmp_path / "buf", "tbuf")
-        await buf.append(events)
-        chunks = await buf.read(100, 1 << 20, 0.01)
-        buf.ack(chunks)
-        await buf.close()
-        return [e for c in chunks for e in c.events]
-
-    got = asyncio.run(roundtrip())
+    buf = DiskBuffer(tmp_path / "buf", "tbuf")
+    await buf.append(events)
+    chunks = await buf.read(100, 1 << 20, 0.01)
+    buf.ack(chunks)
+    await buf.close()
+    got = [e for c in chunks for e in c.events]
     assert [e.raw for e in got] == [e.raw for e in events]
     assert [e.ts_ns for e in got] == [e.ts_ns for e in events]
     assert [e.record["message"] for e in got] == ["m1", "m2", "m3"]
