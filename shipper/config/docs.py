@@ -1,10 +1,12 @@
-"""The configuration reference (docs/configuration.md), generated from the config models.
+"""The configuration reference (docs/configuration.md) and JSON Schema, generated from the config models.
 
 Every option's key, type, default and description come from the pydantic models and their field
-descriptions, so the reference cannot drift from what ``validate`` accepts.
+descriptions, so neither the reference nor the schema editors check against can drift from what
+``validate`` accepts.
 
-Usage: ``python -m shipper.config.docs > docs/configuration.md`` writes it; ``--check FILE`` exits 1
-when FILE is stale (the tests run that).
+Usage: ``python -m shipper.config.docs > docs/configuration.md`` writes the reference, ``--schema``
+the schema (``> docs/shipper-config.schema.json``); ``--check FILE`` exits 1 when FILE is stale
+(the tests run that).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from shipper.config.interpolate import VARIABLE
 from shipper.config.model import AnySourceConfig, AnyTransformConfig, ShipperConfig
 from shipper.sinks.registry import SINK_CONFIGS, config_tag
 
@@ -34,7 +37,8 @@ edit the models' field descriptions, not this file (a test fails when it is stal
 
 Every key of the shipper's YAML config, by component. Nested options are written with dots
 (`batch.max_events` is `batch: {max_events: ...}`). "required" marks keys without a default;
-"—" is unset. Unknown keys are errors.
+"—" is unset. Unknown keys are errors. Editors can check a config as it is typed against the JSON
+Schema [`shipper-config.schema.json`](shipper-config.schema.json), generated with `--schema`.
 """
 
 _SCALARS: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean",
@@ -172,12 +176,64 @@ def render_reference() -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+SCHEMA_ID = "https://ecvi-logs.invalid/shipper-config.schema.json"
+# A ``${VAR}`` reference anywhere in a string; ``$$`` (a literal ``$``) is no reference.
+_VARIABLE_PATTERN = VARIABLE.pattern.removeprefix(r"\$\$|")
+# A string holding a reference may stand where a number, a boolean or a constrained string goes:
+# the value is interpolated after parsing and pydantic reads "9100" as 9100 (``validate`` checks it).
+_VARIABLE_DEF = {"type": "string", "pattern": _VARIABLE_PATTERN,
+                 "description": "A value from the environment: ${NAME} or ${NAME:-default}."}
+_CONSTRAINTS = ("enum", "const", "pattern", "minLength", "maxLength", "format")
+_ANNOTATIONS = ("title", "description", "default", "examples", "deprecated", "readOnly", "writeOnly")
+_ONE = ("items", "additionalProperties", "not", "contains", "propertyNames", "if", "then", "else")
+_MANY = ("anyOf", "oneOf", "allOf", "prefixItems")
+_NAMED = ("properties", "patternProperties", "$defs", "dependentSchemas")
+
+
+def _takes_variable(schema: dict[str, Any]) -> bool:
+    """Whether a string with a ``${VAR}`` would not satisfy this scalar schema as it stands."""
+    kind = schema.get("type")
+    return kind in ("integer", "number", "boolean") or (
+        kind in ("string", None) and "$ref" not in schema and any(k in schema for k in _CONSTRAINTS))
+
+
+def with_variables(schema: Any, *, tag: bool = False) -> Any:
+    """``schema`` with every scalar slot also accepting a ``${VAR}`` string, except a component's ``type`` tag."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for key in _ONE:
+        if key in out:
+            out[key] = with_variables(out[key])
+    for key in _MANY:
+        if key in out:
+            out[key] = [with_variables(s) for s in out[key]]
+    for key in _NAMED:
+        if key in out:
+            out[key] = {name: with_variables(s, tag=name == "type" and "const" in s) for name, s in out[key].items()}
+    if tag or not _takes_variable(out):
+        return out  # the tag chooses the component's schema, so it must be written out
+    notes = {k: out.pop(k) for k in _ANNOTATIONS if k in out}
+    return {**notes, "anyOf": [out, {"$ref": "#/$defs/Variable"}]}
+
+
+def render_schema() -> str:
+    """The JSON Schema (draft 2020-12) of a config file as an editor sees it, ``${VAR}`` not yet replaced."""
+    schema = with_variables(ShipperConfig.model_json_schema(mode="validation"))
+    schema["$defs"] = dict(sorted({**schema["$defs"], "Variable": _VARIABLE_DEF}.items()))
+    schema["title"] = "ecvi-logs shipper config"
+    head = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID}
+    return json.dumps({**head, **schema}, indent=2, ensure_ascii=False) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shipper.config.docs", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--schema", action="store_true", help="the JSON Schema instead of the Markdown reference")
     parser.add_argument("--check", metavar="FILE", type=Path, help="exit 1 if FILE differs from the generated text")
     args = parser.parse_args(argv)
-    text = render_reference()
+    text = render_schema() if args.schema else render_reference()
+    command = "python -m shipper.config.docs" + (" --schema" if args.schema else "")
     if args.check is None:
         sys.stdout.write(text)
         return 0
@@ -187,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.check}: cannot read ({exc.strerror})", file=sys.stderr)
         return 1
     if current != text:
-        print(f"{args.check} is stale: run python -m shipper.config.docs > {args.check}", file=sys.stderr)
+        print(f"{args.check} is stale: run {command} > {args.check}", file=sys.stderr)
         return 1
     return 0
 
