@@ -18,7 +18,7 @@ from shipper.topology import Topology
 from tests.reliability._harness import Summary, count_numbers
 from tests.shipper.test_pipeline import GateSink
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.anyio]
 
 
 @pytest.fixture
@@ -36,8 +36,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_full_disk_blocks_sources_and_recovers(tmp_path: Path, small_disk: Path, monkeypatch: pytest.MonkeyPatch,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+async def test_full_disk_blocks_sources_and_recovers(tmp_path: Path, small_disk: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setitem(registry._IMPLEMENTATIONS, "file", "tests.shipper.test_pipeline:GateSink")
     GateSink.gate_open = False
     GateSink.accepted = []
@@ -59,26 +59,23 @@ sinks:
           request: {{retry: {{initial_backoff_secs: 0.01, max_backoff_secs: 0.05}}}}}}
 """, env={})
 
-    async def go() -> None:
-        topo = Topology(config)
-        await topo.start()
-        for _ in range(200):
-            if (metrics.REGISTRY.get_sample_value("ecvi_shipper_buffer_disk_full_total", {"sink": "gate"}) or 0) > 0:
-                break
-            await asyncio.sleep(0.05)
-        assert metrics.REGISTRY.get_sample_value("ecvi_shipper_buffer_blocked", {"sink": "gate"}) == 1
-        src = topo.sources["app"]
-        offset = next(t.offset for t in src.tailers.values())
-        await asyncio.sleep(0.5)
-        assert next(t.offset for t in src.tailers.values()) == offset  # reading paused
-        GateSink.gate_open = True  # space comes back as the sink delivers
-        for _ in range(1200):
-            if len(GateSink.accepted) >= total:
-                break
-            await asyncio.sleep(0.05)
-        await topo.stop()
-
-    asyncio.run(go())
+    topo = Topology(config)
+    await topo.start()
+    for _ in range(200):
+        if (metrics.REGISTRY.get_sample_value("ecvi_shipper_buffer_disk_full_total", {"sink": "gate"}) or 0) > 0:
+            break
+        await asyncio.sleep(0.05)
+    assert metrics.REGISTRY.get_sample_value("ecvi_shipper_buffer_blocked", {"sink": "gate"}) == 1
+    src = topo.sources["app"]
+    offset = next(t.offset for t in src.tailers.values())
+    await asyncio.sleep(0.5)
+    assert next(t.offset for t in src.tailers.values()) == offset  # reading paused
+    GateSink.gate_open = True  # space comes back as the sink delivers
+    for _ in range(1200):
+        if len(GateSink.accepted) >= total:
+            break
+        await asyncio.sleep(0.05)
+    await topo.stop()
     assert "no space left" in caplog.text
     seen = count_numbers(json.dumps({"n": n}).encode() for n in GateSink.accepted)
     summary = Summary("disk_full", total, {"gate": seen})
