@@ -50,9 +50,13 @@ class TlsConfig(BaseModel):
 
 
 def build_client(
-    auth: HttpAuthConfig | None, tls: TlsConfig | None, timeout: float, headers: dict[str, str] | None = None
+    auth: HttpAuthConfig | None, tls: TlsConfig | None, timeout: float, headers: dict[str, str] | None = None,
+    *, transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` with the sink's auth, TLS and timeout."""
+    """An ``httpx.AsyncClient`` with the sink's auth, TLS and timeout.
+
+    ``transport`` replaces the network (``httpx.MockTransport`` in tests); TLS then does not apply.
+    """
     h = dict(headers or {})
     if auth:
         h.update(auth.headers())
@@ -62,4 +66,5 @@ def build_client(
         timeout=timeout,
         headers=h,
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+        transport=transport,
     )

@@ -12,6 +12,7 @@ import orjson
 
 from shipper import metrics
 from shipper.event import Event
+from shipper.sinks._common.halving import RequestTooLarge, send_halving
 from shipper.sinks._common.outcome import PermanentSinkError, SendOutcome, TransientSinkError
 from shipper.sinks._common.retry import parse_retry_after
 from shipper.sinks.elasticsearch.encoder import BulkBatch
@@ -106,14 +107,9 @@ class BulkService:
 
     async def send(self, batch: BulkBatch) -> SendOutcome:
         """One attempt; a body the server finds too large (413) is halved until it fits."""
-        result = await self._post(batch)
-        if result.duplicates:
-            self.duplicates += result.duplicates
-            metrics.DUPLICATES_AVOIDED.labels(self.sink).inc(result.duplicates)
-            log.debug("sink %s: %d documents were already indexed (resent)", self.sink, result.duplicates)
-        return result.outcome
+        return await send_halving(batch, self._post, BulkBatch.split, _events_of, sink=self.sink)
 
-    async def _post(self, batch: BulkBatch) -> BulkResult:
+    async def _post(self, batch: BulkBatch) -> SendOutcome:
         body = batch.body
         headers = {"Content-Type": "application/x-ndjson"}
         if self.compression == "gzip":
@@ -123,33 +119,29 @@ class BulkService:
             self.url, content=body, headers=headers, params={"filter_path": BULK_FILTER_PATH}
         )
         if response.status_code == 413:
-            return await self._split_too_large(batch, len(body))
+            raise RequestTooLarge(self.sink, _too_large_reason(len(batch.events), len(body)))
         if not 200 <= response.status_code < 300:
             raise_for_request_error(self.sink, response)
         result = classify_bulk_response(
             batch.events, response.content, parse_retry_after(response.headers.get("retry-after"))
         )
+        if result.duplicates:
+            self.duplicates += result.duplicates
+            metrics.DUPLICATES_AVOIDED.labels(self.sink).inc(result.duplicates)
+            log.debug("sink %s: %d documents were already indexed (resent)", self.sink, result.duplicates)
         result.outcome.sent_bytes = len(body)
-        return result
+        return result.outcome
 
-    async def _split_too_large(self, batch: BulkBatch, size: int) -> BulkResult:
-        # Smaller requests are the only way through http.max_content_length (or a proxy's limit);
-        # batch.max_bytes should be lowered so this stays rare.
-        if len(batch.events) == 1:
-            reason = (f"request_entity_too_large: a single document makes a {size}-byte request, over "
-                      "the server's http.max_content_length")
-            return BulkResult(SendOutcome(rejected=[(batch.events[0], reason)]))
-        merged = BulkResult()
-        for half in batch.split():
-            part = await self._post(half)
-            out = merged.outcome
-            out.retry.extend(part.outcome.retry)
-            out.rejected.extend(part.outcome.rejected)
-            out.reason = out.reason or part.outcome.reason
-            out.retry_after = out.retry_after or part.outcome.retry_after
-            out.sent_bytes += part.outcome.sent_bytes
-            merged.duplicates += part.duplicates
-        return merged
+
+def _events_of(batch: BulkBatch) -> list[Event]:
+    return batch.events
+
+
+def _too_large_reason(documents: int, size: int) -> str:
+    limit = "over the server's http.max_content_length"
+    if documents == 1:
+        return f"request_entity_too_large: a single document makes a {size}-byte request, {limit}"
+    return f"request_entity_too_large: a {size}-byte request of {documents} documents is {limit}"
 
 
 def raise_for_request_error(sink: str, response: httpx.Response) -> None:

@@ -30,10 +30,13 @@ class ElasticsearchSink(Sink[ElasticsearchSinkConfig]):
     A resent event meets its own id and is answered 409, which counts as delivered: retries and
     replays never duplicate (in data_stream mode: within the current backing index). Nothing is
     written before the index template is in place, so the first index of the day gets its mappings.
+    ``transport`` replaces the network (tests: ``httpx.MockTransport``).
     """
 
-    def __init__(self, name: str, config: ElasticsearchSinkConfig, data_dir: str) -> None:
+    def __init__(self, name: str, config: ElasticsearchSinkConfig, data_dir: str, *,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         super().__init__(name, config, data_dir)
+        self._transport = transport
         self.encoder = BulkEncoder(config.index, data_stream=config.mode == "data_stream",
                                    max_indices=config.max_indices,
                                    max_indices_per_pod=config.max_indices_per_pod, sink=name)
@@ -56,7 +59,7 @@ class ElasticsearchSink(Sink[ElasticsearchSinkConfig]):
     async def start(self) -> None:
         cfg = self.config
         headers = {"Accept": "application/json", **cfg.auth_headers()}
-        self._client = build_client(cfg.auth, cfg.tls, cfg.request.timeout_secs, headers)
+        self._client = build_client(cfg.auth, cfg.tls, cfg.request.timeout_secs, headers, transport=self._transport)
         self._service = BulkService(self.name, self._client, cfg.endpoint, cfg.compression)
 
     def _http(self) -> httpx.AsyncClient:

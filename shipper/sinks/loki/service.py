@@ -7,16 +7,13 @@ from collections.abc import Callable
 import httpx
 
 from shipper.event import Event
-from shipper.sinks._common.outcome import PermanentSinkError, SendOutcome, SinkError, TransientSinkError
+from shipper.sinks._common.halving import RequestTooLarge
+from shipper.sinks._common.outcome import PermanentSinkError, SendOutcome, TransientSinkError
 from shipper.sinks._common.retry import parse_retry_after
 from shipper.sinks.loki.encoder import PushRequest
 from shipper.sinks.loki.rejections import read_rejections
 
 _BODY_CHARS = 2000
-
-
-class RequestTooLarge(SinkError):
-    """Loki (or a proxy before it) refused the request body as too large (HTTP 413)."""
 
 
 def classify_push_response(sink: str, url: str, response: httpx.Response, request: PushRequest,
@@ -26,7 +23,7 @@ def classify_push_response(sink: str, url: str, response: httpx.Response, reques
     204/2xx: all accepted. 400: the entries Loki names are rejected, the ones it leaves in doubt
     are resent (see :mod:`.rejections`), and a 400 that names none rejects the batch with Loki's
     text. 429, 408 and 5xx: transient, honouring ``Retry-After``. 401/403/404 and other 4xx:
-    permanent, with what to check. 413: :class:`RequestTooLarge` (the sink splits the batch).
+    permanent, with what to check. 413: :class:`RequestTooLarge` (the sink sends the batch in halves).
     """
     status = response.status_code
     if 200 <= status < 300:

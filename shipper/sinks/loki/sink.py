@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-
 import httpx
 
 from shipper.event import Event
 from shipper.sinks._common.base import Sink
+from shipper.sinks._common.halving import halves, send_halving
 from shipper.sinks._common.http import build_client
-from shipper.sinks._common.outcome import PermanentSinkError, SendOutcome, TransientSinkError
+from shipper.sinks._common.outcome import SendOutcome
 from shipper.sinks.loki.config import LokiSinkConfig
 from shipper.sinks.loki.encoder import build_encoder
 from shipper.sinks.loki.labels import CardinalityGuard, LabelRenderer
-from shipper.sinks.loki.service import RequestTooLarge, check_ready, classify_push_response
-
-log = logging.getLogger("shipper.sinks.loki")
+from shipper.sinks.loki.service import check_ready, classify_push_response
 
 # Framing and timestamp of one entry, and a typical structured metadata pair, in bytes.
 _ENTRY_OVERHEAD = 24
@@ -25,12 +22,15 @@ _METADATA_PAIR = 48
 class LokiSink(Sink[LokiSinkConfig]):
     """Pushes batches to Loki's ``/loki/api/v1/push``; one request per ``send``.
 
-    A 413 (request too large) is the one answer handled here rather than by the driver: the batch
-    is halved until it fits, and an entry that is too large on its own is rejected.
+    A 413 (request too large) is the one answer handled here rather than by the delivery: the
+    batch is halved until it fits (:mod:`shipper.sinks._common.halving`), and an entry that is too
+    large on its own is rejected. ``transport`` replaces the network (tests: ``httpx.MockTransport``).
     """
 
-    def __init__(self, name: str, config: LokiSinkConfig, data_dir: str) -> None:
+    def __init__(self, name: str, config: LokiSinkConfig, data_dir: str, *,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         super().__init__(name, config, data_dir)
+        self._transport = transport
         self.guard = CardinalityGuard(config.max_label_values, sink=name, max_streams=config.max_streams,
                                       max_values_per_pod=config.max_label_values_per_pod,
                                       max_streams_per_pod=config.max_streams_per_pod)
@@ -50,7 +50,7 @@ class LokiSink(Sink[LokiSinkConfig]):
             if self.config.tenant_id:
                 headers["X-Scope-OrgID"] = self.config.tenant_id
             self._client = build_client(self.config.auth, self.config.tls,
-                                        self.config.request.timeout_secs, headers)
+                                        self.config.request.timeout_secs, headers, transport=self._transport)
 
     async def healthcheck(self) -> None:
         await self.start()
@@ -59,10 +59,7 @@ class LokiSink(Sink[LokiSinkConfig]):
 
     async def send(self, events: list[Event]) -> SendOutcome:
         await self.start()
-        try:
-            return await self._push(events)
-        except RequestTooLarge as exc:
-            return await self._split(events, exc.reason)
+        return await send_halving(events, self._push, halves, list, sink=self.name)
 
     def event_size(self, event: Event) -> int:
         return len(event.raw) + self._overhead
@@ -81,31 +78,3 @@ class LokiSink(Sink[LokiSinkConfig]):
         response = await self._client.post(self.config.push_url, content=request.body, headers=headers)
         return classify_push_response(self.name, self.config.push_url, response, request,
                                       self.encoder.metadata.pairs)
-
-    async def _split(self, events: list[Event], reason: str) -> SendOutcome:
-        if len(events) == 1:
-            return SendOutcome(rejected=[(events[0], reason)], reason=reason)
-        log.warning("sink %s: %s; sending the %d events in two halves", self.name, reason, len(events))
-        mid = len(events) // 2
-        out = SendOutcome(reason=reason)
-        for half in (events[:mid], events[mid:]):
-            part = await self._send_part(half)
-            out.rejected += part.rejected
-            out.retry += part.retry
-            out.sent_bytes += part.sent_bytes
-            if part.retry_after is not None:
-                out.retry_after = max(out.retry_after or 0.0, part.retry_after)
-            if part.retry:
-                out.reason = part.reason
-        return out
-
-    async def _send_part(self, events: list[Event]) -> SendOutcome:
-        """Like :meth:`send`, with whole-request failures turned into per-event results."""
-        try:
-            return await self.send(events)
-        except TransientSinkError as exc:
-            return SendOutcome(retry=events, reason=exc.reason, retry_after=exc.retry_after)
-        except PermanentSinkError as exc:
-            return SendOutcome(rejected=[(e, exc.reason) for e in events], reason=exc.reason)
-        except (httpx.TransportError, TimeoutError, OSError) as exc:
-            return SendOutcome(retry=events, reason=f"{type(exc).__name__}: {exc}")

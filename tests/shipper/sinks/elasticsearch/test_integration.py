@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import random
 import uuid
 from collections.abc import Iterator
@@ -191,14 +190,12 @@ class ThrottlingTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-def test_only_throttled_items_are_retried(es: Elasticsearch, prefix: str, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_throttled_items_are_retried(es: Elasticsearch, prefix: str, tmp_path: Path) -> None:
     events = _events(1000, days=1, seed=11)
     throttled = {e.id for e in events[5::50]}
     proxy = ThrottlingTransport(throttled)
-    monkeypatch.setattr(httpx, "AsyncClient", functools.partial(httpx.AsyncClient, transport=proxy))
-    sink = ElasticsearchSink("es", _config(es, index=f"{prefix}-%Y.%m.%d",
-                                           request={"concurrency": 1}), str(tmp_path))
+    sink = ElasticsearchSink("es", _config(es, index=f"{prefix}-%Y.%m.%d", request={"concurrency": 1}),
+                             str(tmp_path), transport=proxy)
     _ship_sync(sink, events, tmp_path)
 
     first = [b for b in proxy.bulk_ids if not set(b) <= throttled]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 from collections.abc import Callable
 
@@ -90,13 +89,11 @@ def test_missing_or_garbled_items_are_retried_not_lost() -> None:
 
 # -- the request as a whole ----------------------------------------------------------------------
 
-def _send(handler: Handler, n: int = 4, compression: str = "none") -> tuple[SendOutcome, BulkService]:
-    async def go() -> tuple[SendOutcome, BulkService]:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            service = BulkService("es", client, "http://es.test:9200/", compression)
-            batch = BulkEncoder("ecvi-logs-%Y.%m.%d").encode([make_event(i) for i in range(n)])
-            return await service.send(batch), service
-    return asyncio.run(go())
+async def _send(handler: Handler, n: int = 4, compression: str = "none") -> tuple[SendOutcome, BulkService]:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        service = BulkService("es", client, "http://es.test:9200/", compression)
+        batch = BulkEncoder("ecvi-logs-%Y.%m.%d").encode([make_event(i) for i in range(n)])
+        return await service.send(batch), service
 
 
 def _n_actions(request: httpx.Request) -> int:
@@ -106,14 +103,15 @@ def _n_actions(request: httpx.Request) -> int:
     return body.count(b"\n") // 2
 
 
-def test_request_shape() -> None:
+@pytest.mark.anyio
+async def test_request_shape() -> None:
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         return httpx.Response(200, content=bulk_answer(*[CREATED] * _n_actions(request)))
 
-    outcome, _ = _send(handler)
+    outcome, _ = await _send(handler)
     [req] = seen
     assert req.method == "POST" and req.url.path == "/_bulk"
     assert req.url.params["filter_path"] == "errors,items.*.status,items.*.error"
@@ -121,43 +119,47 @@ def test_request_shape() -> None:
     assert outcome.sent_bytes == len(req.content) and outcome.retry == []
 
 
-def test_gzip_compression() -> None:
+@pytest.mark.anyio
+async def test_gzip_compression() -> None:
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         return httpx.Response(200, content=bulk_answer(*[CREATED] * _n_actions(request)))
 
-    _send(handler, compression="gzip")
+    await _send(handler, compression="gzip")
     assert seen[0].headers["content-encoding"] == "gzip"
     assert gzip.decompress(seen[0].content).startswith(b'{"create":')
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("status", [429, 500, 502, 503])
-def test_throttled_or_failing_cluster_is_transient_with_retry_after(status: int) -> None:
+async def test_throttled_or_failing_cluster_is_transient_with_retry_after(status: int) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, headers={"Retry-After": "7"}, json={
             "error": {"type": "es_rejected_execution_exception", "reason": "queue full"}, "status": status})
 
     with pytest.raises(TransientSinkError) as info:
-        _send(handler)
+        await _send(handler)
     assert info.value.retry_after == 7.0
     assert "es_rejected_execution_exception: queue full" in info.value.reason
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("status", [401, 403])
-def test_auth_failures_are_permanent(status: int) -> None:
+async def test_auth_failures_are_permanent(status: int) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, json={"error": {
             "type": "security_exception", "reason": "unable to authenticate with provided credentials"}})
 
     with pytest.raises(PermanentSinkError) as info:
-        _send(handler)
+        await _send(handler)
     assert f"HTTP {status}: security_exception" in info.value.reason
     assert "ApiKey" not in info.value.reason
 
 
-def test_too_large_request_is_halved_until_it_fits() -> None:
+@pytest.mark.anyio
+async def test_too_large_request_is_halved_until_it_fits() -> None:
     sizes: list[int] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -167,32 +169,57 @@ def test_too_large_request_is_halved_until_it_fits() -> None:
             return httpx.Response(413, text="")
         return httpx.Response(200, content=bulk_answer(*[CREATED] * n))
 
-    outcome, _ = _send(handler, n=7)
+    outcome, _ = await _send(handler, n=7)
     assert sizes == [7, 3, 1, 2, 4, 2, 2]
     assert outcome.retry == [] and outcome.rejected == []
 
 
-def test_single_document_too_large_is_rejected() -> None:
+@pytest.mark.anyio
+async def test_single_document_too_large_is_rejected() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(413, text="")
 
-    outcome, _ = _send(handler, n=2)
+    outcome, _ = await _send(handler, n=2)
     assert len(outcome.rejected) == 2
     assert all(r.startswith("request_entity_too_large:") for _, r in outcome.rejected)
 
 
-def test_duplicates_are_counted_across_requests() -> None:
+@pytest.mark.anyio
+async def test_duplicates_are_counted_across_requests() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=bulk_answer(CONFLICT, CONFLICT, CREATED, CREATED))
 
-    _, service = _send(handler)
+    _, service = await _send(handler)
     assert service.duplicates == 2
 
 
-def test_other_client_errors_are_permanent() -> None:
+@pytest.mark.anyio
+async def test_other_client_errors_are_permanent() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(400, json={"error": {"type": "illegal_argument_exception",
                                                    "reason": "Malformed action/metadata line [1]"}})
 
     with pytest.raises(PermanentSinkError, match="Malformed action"):
-        _send(handler)
+        await _send(handler)
+
+
+@pytest.mark.anyio
+async def test_a_half_failing_as_a_whole_costs_only_its_own_documents() -> None:
+    """After a 413, a half the cluster throttles is retried alone; the half it stored stays stored."""
+    sizes: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        n = _n_actions(request)
+        sizes.append(n)
+        if n > 2:
+            return httpx.Response(413, text="")
+        if len(sizes) == 3:
+            return httpx.Response(429, headers={"Retry-After": "3"}, json={
+                "error": {"type": "es_rejected_execution_exception", "reason": "queue full"}, "status": 429})
+        return httpx.Response(200, content=bulk_answer(*[CREATED] * n))
+
+    outcome, _ = await _send(handler, n=4)
+    assert sizes == [4, 2, 2]
+    assert [e.id for e in outcome.retry] == [make_event(i).id for i in (2, 3)]
+    assert outcome.rejected == [] and outcome.retry_after == 3.0
+    assert "es_rejected_execution_exception: queue full" in outcome.reason

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +19,18 @@ from shipper.sinks.elasticsearch.sink import ElasticsearchSink
 
 from .helpers import DOCUMENT_PARSING, THROTTLED, UNAVAILABLE, FakeElasticsearch, make_config, make_event
 
+Handler = Callable[[httpx.Request], httpx.Response]
+
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> FakeElasticsearch:
-    """Every httpx.AsyncClient built during the test talks to one FakeElasticsearch."""
-    es = FakeElasticsearch()
-    monkeypatch.setattr(httpx, "AsyncClient", functools.partial(httpx.AsyncClient, transport=es.transport()))
-    return es
+def fake() -> FakeElasticsearch:
+    return FakeElasticsearch()
 
 
-def _sink(tmp_path: Path, **cfg: Any) -> ElasticsearchSink:
-    return ElasticsearchSink("es", make_config(**cfg), str(tmp_path))
+def _sink(tmp_path: Path, backend: FakeElasticsearch | Handler, **cfg: Any) -> ElasticsearchSink:
+    """A sink whose requests go to ``backend`` (an in-memory Elasticsearch or one handler)."""
+    handler = backend.handle if isinstance(backend, FakeElasticsearch) else backend
+    return ElasticsearchSink("es", make_config(**cfg), str(tmp_path), transport=httpx.MockTransport(handler))
 
 
 async def _started(sink: ElasticsearchSink) -> ElasticsearchSink:
@@ -41,96 +42,79 @@ def _paths(es: FakeElasticsearch) -> list[str]:
     return [f"{r.method} {r.url.path}" for r in es.requests]
 
 
-def test_template_is_installed_before_the_first_write_and_once(fake: FakeElasticsearch,
-                                                              tmp_path: Path) -> None:
-    async def go() -> None:
-        sink = await _started(_sink(tmp_path))
-        await asyncio.gather(sink.send([make_event(0)]), sink.send([make_event(1)]))
-        await sink.send([make_event(2)])
-        await sink.close()
-
-    asyncio.run(go())
+@pytest.mark.anyio
+async def test_template_is_installed_before_the_first_write_and_once(fake: FakeElasticsearch,
+                                                                    tmp_path: Path) -> None:
+    sink = await _started(_sink(tmp_path, fake))
+    await asyncio.gather(sink.send([make_event(0)]), sink.send([make_event(1)]))
+    await sink.send([make_event(2)])
+    await sink.close()
     assert _paths(fake) == ["GET /_index_template/ecvi-logs", "PUT /_index_template/ecvi-logs",
                             "POST /_bulk", "POST /_bulk", "POST /_bulk"]
     assert fake.templates["ecvi-logs"]["index_patterns"] == ["ecvi-logs-*"]
     assert len(fake.docs) == 3
 
 
-def test_identical_template_is_left_alone(fake: FakeElasticsearch, tmp_path: Path) -> None:
-    async def go() -> None:
-        for _ in range(2):  # two shipper processes, one after the other
-            sink = await _started(_sink(tmp_path, mode="data_stream"))
-            await sink.send([make_event(0)])
-            await sink.close()
-
-    asyncio.run(go())
+@pytest.mark.anyio
+async def test_identical_template_is_left_alone(fake: FakeElasticsearch, tmp_path: Path) -> None:
+    for _ in range(2):  # two shipper processes, one after the other
+        sink = await _started(_sink(tmp_path, fake, mode="data_stream"))
+        await sink.send([make_event(0)])
+        await sink.close()
     assert [p for p in _paths(fake) if "template" in p] == [
         "GET /_index_template/ecvi-logs", "PUT /_index_template/ecvi-logs", "GET /_index_template/ecvi-logs"]
     assert fake.templates["ecvi-logs"]["data_stream"] == {}
 
 
-def test_no_template_when_disabled(fake: FakeElasticsearch, tmp_path: Path) -> None:
-    async def go() -> None:
-        sink = await _started(_sink(tmp_path, install_template=False))
-        await sink.send([make_event(0)])
-        await sink.close()
-
-    asyncio.run(go())
+@pytest.mark.anyio
+async def test_no_template_when_disabled(fake: FakeElasticsearch, tmp_path: Path) -> None:
+    sink = await _started(_sink(tmp_path, fake, install_template=False))
+    await sink.send([make_event(0)])
+    await sink.close()
     assert _paths(fake) == ["POST /_bulk"]
 
 
-def test_template_refused_holds_events_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_template_refused_holds_events_back(tmp_path: Path) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         assert request.url.path != "/_bulk"
         return httpx.Response(403, json={"error": {"type": "security_exception", "reason": "action "
                               "[indices:admin/index_template/put] is unauthorized"}})
 
-    monkeypatch.setattr(httpx, "AsyncClient", functools.partial(
-        httpx.AsyncClient, transport=httpx.MockTransport(handler)))
-
-    async def go() -> None:
-        sink = await _started(_sink(tmp_path))
-        try:
-            await sink.send([make_event(0)])
-        finally:
-            await sink.close()
-
+    sink = await _started(_sink(tmp_path, handler))
     with pytest.raises(TransientSinkError, match="grant manage_index_templates or set install_template"):
-        asyncio.run(go())
+        await sink.send([make_event(0)])
+    await sink.close()
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(("cfg", "expected"), [
     ({"api_key": "id1:k"}, "ApiKey " + base64.b64encode(b"id1:k").decode()),
     ({"auth": {"user": "elastic", "password": "pw"}}, "Basic " + base64.b64encode(b"elastic:pw").decode()),
     ({"auth": {"strategy": "bearer", "token": "t0k"}}, "Bearer t0k"),
 ])
-def test_credentials_are_sent(fake: FakeElasticsearch, tmp_path: Path, cfg: dict, expected: str) -> None:
-    async def go() -> None:
-        sink = await _started(_sink(tmp_path, **cfg))
-        await sink.send([make_event(0)])
-        await sink.close()
-
-    asyncio.run(go())
+async def test_credentials_are_sent(fake: FakeElasticsearch, tmp_path: Path, cfg: dict, expected: str) -> None:
+    sink = await _started(_sink(tmp_path, fake, **cfg))
+    await sink.send([make_event(0)])
+    await sink.close()
     assert {r.headers["authorization"] for r in fake.requests} == {expected}
 
 
-def test_healthcheck(fake: FakeElasticsearch, tmp_path: Path) -> None:
-    async def go() -> None:
-        sink = await _started(_sink(tmp_path))
-        await sink.healthcheck()
-        fake.health = "red"
-        sink2 = await _started(_sink(tmp_path))
-        with pytest.raises(TransientSinkError, match="cluster health is red"):
-            await sink2.healthcheck()
-        await sink.close()
-        await sink2.close()
-
-    asyncio.run(go())
+@pytest.mark.anyio
+async def test_healthcheck(fake: FakeElasticsearch, tmp_path: Path) -> None:
+    sink = await _started(_sink(tmp_path, fake))
+    await sink.healthcheck()
+    fake.health = "red"
+    sink2 = await _started(_sink(tmp_path, fake))
+    with pytest.raises(TransientSinkError, match="cluster health is red"):
+        await sink2.healthcheck()
+    await sink.close()
+    await sink2.close()
     assert "PUT /_index_template/ecvi-logs" in _paths(fake)  # the healthcheck installs it
 
 
-def test_healthcheck_explains_auth_and_network_failures(monkeypatch: pytest.MonkeyPatch,
-                                                        tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_healthcheck_explains_auth_and_network_failures(tmp_path: Path) -> None:
     def unauthorized(request: httpx.Request) -> httpx.Response:
         return httpx.Response(401, json={"error": {"type": "security_exception",
                                                    "reason": "missing authentication credentials"}})
@@ -138,47 +122,41 @@ def test_healthcheck_explains_auth_and_network_failures(monkeypatch: pytest.Monk
     def down(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("Connection refused")
 
-    async def check(handler: Any) -> None:
-        monkeypatch.setattr(httpx, "AsyncClient", functools.partial(
-            real, transport=httpx.MockTransport(handler)))
-        sink = await _started(_sink(tmp_path, api_key="id:secret-value"))
+    async def check(handler: Handler) -> None:
+        sink = await _started(_sink(tmp_path, handler, api_key="id:secret-value"))
         try:
             await sink.healthcheck()
         finally:
             await sink.close()
 
-    real = httpx.AsyncClient
     with pytest.raises(PermanentSinkError, match="authentication failed: security_exception") as info:
-        asyncio.run(check(unauthorized))
+        await check(unauthorized)
     assert "secret-value" not in str(info.value)
     with pytest.raises(TransientSinkError, match=r"cannot reach http://es\.test:9200: ConnectError"):
-        asyncio.run(check(down))
+        await check(down)
 
 
-def test_driver_retries_only_failed_items_and_dead_letters_rejects(fake: FakeElasticsearch,
-                                                                   tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_driver_retries_only_failed_items_and_dead_letters_rejects(fake: FakeElasticsearch,
+                                                                         tmp_path: Path) -> None:
     events = [make_event(n) for n in range(50)]
     fake.fail_once = {"f00d:300": THROTTLED, "f00d:1700": UNAVAILABLE, "f00d:4200": THROTTLED}
     bad = make_event(99, timestamp="not-a-date")
     fake.fail_once[bad.id] = DOCUMENT_PARSING
     fake.fail_once["f00d:9999999"] = DOCUMENT_PARSING  # never sent: stays
 
-    async def go() -> ElasticsearchSink:
-        sink = _sink(tmp_path, batch={"max_events": 100, "timeout_secs": 0.01},
-                     request={"concurrency": 1, "retry": {"initial_backoff_secs": 0.01,
-                                                          "max_backoff_secs": 0.02}})
-        buf = DiskBuffer(tmp_path / "buf", "es")
-        driver = SinkDriver(sink, buf, sink.config, str(tmp_path))
-        await driver.start()
-        await buf.append([*events, bad])
-        for _ in range(500):
-            if buf.pending_events == 0:
-                break
-            await asyncio.sleep(0.01)
-        await driver.stop(1)
-        return sink
+    sink = _sink(tmp_path, fake, batch={"max_events": 100, "timeout_secs": 0.01},
+                 request={"concurrency": 1, "retry": {"initial_backoff_secs": 0.01, "max_backoff_secs": 0.02}})
+    buf = DiskBuffer(tmp_path / "buf", "es")
+    driver = SinkDriver(sink, buf, sink.config, str(tmp_path))
+    await driver.start()
+    await buf.append([*events, bad])
+    for _ in range(500):
+        if buf.pending_events == 0:
+            break
+        await asyncio.sleep(0.01)
+    await driver.stop(1)
 
-    asyncio.run(go())
     assert fake.bulk_ids[0] == [e.id for e in [*events, bad]]
     assert fake.bulk_ids[1:] == [["f00d:300", "f00d:1700", "f00d:4200"]]
     assert sorted(i for _, i in fake.docs) == sorted(e.id for e in events)

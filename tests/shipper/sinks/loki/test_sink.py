@@ -18,7 +18,6 @@ import pytest
 from shipper.buffer import DiskBuffer
 from shipper.event import Event
 from shipper.sinks._common.driver import SinkDriver
-from shipper.sinks._common.http import build_client
 from shipper.sinks._common.outcome import PermanentSinkError, SendOutcome, TransientSinkError
 from shipper.sinks.loki.config import LokiSinkConfig
 from shipper.sinks.loki.sink import LokiSink
@@ -35,14 +34,8 @@ def _config(**kw: Any) -> LokiSinkConfig:
     return LokiSinkConfig.model_validate(base)
 
 
-def _sink(monkeypatch: pytest.MonkeyPatch, handler: Handler, **kw: Any) -> LokiSink:
-    def build(*args: Any, **kwargs: Any) -> httpx.AsyncClient:
-        real = build_client(*args, **kwargs)  # the sink's own headers, auth and timeout
-        return httpx.AsyncClient(transport=httpx.MockTransport(handler), headers=real.headers,
-                                 auth=real.auth, timeout=real.timeout)
-
-    monkeypatch.setattr("shipper.sinks.loki.sink.build_client", build)
-    return LokiSink("loki", _config(**kw), "")
+def _sink(handler: Handler, **kw: Any) -> LokiSink:
+    return LokiSink("loki", _config(**kw), "", transport=httpx.MockTransport(handler))
 
 
 def _events(n: int, service: str = "api") -> list[Event]:
@@ -53,26 +46,24 @@ def _events(n: int, service: str = "api") -> list[Event]:
     return out
 
 
-def _send(sink: LokiSink, events: list[Event]) -> SendOutcome:
-    async def go() -> SendOutcome:
-        try:
-            return await sink.send(events)
-        finally:
-            await sink.close()
-
-    return asyncio.run(go())
+async def _send(sink: LokiSink, events: list[Event]) -> SendOutcome:
+    try:
+        return await sink.send(events)
+    finally:
+        await sink.close()
 
 
-def test_push_request_headers_and_body(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.anyio
+async def test_push_request_headers_and_body() -> None:
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         return httpx.Response(204)
 
-    sink = _sink(monkeypatch, handler, tenant_id="team-a")
+    sink = _sink(handler, tenant_id="team-a")
     events = _events(3)
-    out = _send(sink, events)
+    out = await _send(sink, events)
 
     [req] = seen
     assert (req.method, str(req.url)) == ("POST", "http://loki.test:3100/loki/api/v1/push")
@@ -84,14 +75,15 @@ def test_push_request_headers_and_body(monkeypatch: pytest.MonkeyPatch) -> None:
     assert out.retry == [] and out.rejected == [] and out.sent_bytes == len(req.content)
 
 
-def test_json_encoding_headers(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.anyio
+async def test_json_encoding_headers() -> None:
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         return httpx.Response(204)
 
-    _send(_sink(monkeypatch, handler, encoding="json"), _events(2))
+    await _send(_sink(handler, encoding="json"), _events(2))
     assert seen[0].headers["Content-Type"] == "application/json"
     assert seen[0].headers["Content-Encoding"] == "gzip"
     doc = orjson.loads(bytes(cramjam.gzip.decompress(seen[0].content)))
@@ -102,34 +94,37 @@ def test_json_encoding_headers(monkeypatch: pytest.MonkeyPatch) -> None:
     ({"strategy": "basic", "user": "u", "password": "p@ss"}, "Basic " + base64.b64encode(b"u:p@ss").decode()),
     ({"strategy": "bearer", "token": "s3cret"}, "Bearer s3cret"),
 ])
-def test_auth_headers(monkeypatch: pytest.MonkeyPatch, auth: dict[str, str], expected: str) -> None:
+@pytest.mark.anyio
+async def test_auth_headers(auth: dict[str, str], expected: str) -> None:
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         return httpx.Response(204)
 
-    _send(_sink(monkeypatch, handler, auth=auth), _events(1))
+    await _send(_sink(handler, auth=auth), _events(1))
     assert seen[0].headers["Authorization"] == expected
 
 
-def test_429_is_transient_with_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.anyio
+async def test_429_is_transient_with_retry_after() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(429, headers={"Retry-After": "7"}, text="Ingestion rate limit exceeded for user fake")
 
     with pytest.raises(TransientSinkError) as err:
-        _send(_sink(monkeypatch, handler), _events(2))
+        await _send(_sink(handler), _events(2))
     assert err.value.retry_after == 7.0
     assert err.value.reason.startswith("http_429: ") and "rate limit exceeded" in err.value.reason
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
-def test_server_errors_are_transient(monkeypatch: pytest.MonkeyPatch, status: int) -> None:
+@pytest.mark.anyio
+async def test_server_errors_are_transient(status: int) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, text="ingester unavailable")
 
     with pytest.raises(TransientSinkError) as err:
-        _send(_sink(monkeypatch, handler), _events(1))
+        await _send(_sink(handler), _events(1))
     assert err.value.retry_after is None
     assert f"http_{status}" in err.value.reason
 
@@ -138,19 +133,21 @@ def test_server_errors_are_transient(monkeypatch: pytest.MonkeyPatch, status: in
     (401, "authentication failed"), (403, "authentication failed"), (404, "not a Loki push endpoint"),
     (422, "Loki refused"),
 ])
-def test_client_errors_are_permanent_with_a_clear_message(
-    monkeypatch: pytest.MonkeyPatch, status: int, words: str
+@pytest.mark.anyio
+async def test_client_errors_are_permanent_with_a_clear_message(
+    status: int, words: str
 ) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, text="no org id" if status == 401 else "nope")
 
     with pytest.raises(PermanentSinkError) as err:
-        _send(_sink(monkeypatch, handler), _events(1))
+        await _send(_sink(handler), _events(1))
     assert words in err.value.reason
     assert "http://loki.test:3100/loki/api/v1/push" in err.value.reason or status == 422
 
 
-def test_400_rejects_named_entries_and_resends_the_unconfirmed(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.anyio
+async def test_400_rejects_named_entries_and_resends_the_unconfirmed() -> None:
     events = _events(3)
     old = events[1]
     old.ts_ns = NOW - 200 * 3600 * 10**9
@@ -162,21 +159,23 @@ def test_400_rejects_named_entries_and_resends_the_unconfirmed(monkeypatch: pyte
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(400, text=body)
 
-    out = _send(_sink(monkeypatch, handler), events)
+    out = await _send(_sink(handler), events)
     assert [(e.raw, r.split(":")[0]) for e, r in out.rejected] == [(old.raw, "greater_than_max_sample_age")]
     assert sorted(e.raw for e in out.retry) == sorted([events[0].raw, events[2].raw])
 
 
-def test_400_that_names_nothing_rejects_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.anyio
+async def test_400_that_names_nothing_rejects_the_batch() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(400, text="couldn't parse push request: snappy: corrupt input")
 
     with pytest.raises(PermanentSinkError) as err:
-        _send(_sink(monkeypatch, handler), _events(2))
+        await _send(_sink(handler), _events(2))
     assert err.value.reason == "http_400: Loki rejected the request: couldn't parse push request: snappy: corrupt input"
 
 
-def test_413_halves_the_batch_until_it_fits(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.anyio
+async def test_413_halves_the_batch_until_it_fits() -> None:
     sizes: list[int] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -189,14 +188,15 @@ def test_413_halves_the_batch_until_it_fits(monkeypatch: pytest.MonkeyPatch) -> 
     events = _events(8)
     huge = {"service": "api", "message": "x" * 5000}
     events.append(Event(huge, orjson.dumps(huge).decode(), NOW + 10**9))
-    out = _send(_sink(monkeypatch, handler), events)
+    out = await _send(_sink(handler), events)
     assert out.retry == []
     assert [e.raw for e, _ in out.rejected] == [events[-1].raw]
     assert out.rejected[0][1].startswith("http_413: ")
     assert sizes[0] == 9 and sum(n for n in sizes if n <= 2) >= 8
 
 
-def test_healthcheck(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.anyio
+async def test_healthcheck() -> None:
     answers = {"/ready": httpx.Response(503, text="Ingester not ready: waiting for 15s after being ready")}
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -209,16 +209,17 @@ def test_healthcheck(monkeypatch: pytest.MonkeyPatch) -> None:
             await sink.close()
 
     with pytest.raises(TransientSinkError, match="not ready \\(HTTP 503\\): Ingester not ready"):
-        asyncio.run(check(_sink(monkeypatch, handler)))
+        await check(_sink(handler))
     answers["/ready"] = httpx.Response(200, text="ready")
-    asyncio.run(check(_sink(monkeypatch, handler)))
+    await check(_sink(handler))
     # Behind a gateway that hides /ready, the build info answers instead.
     del answers["/ready"]
     answers["/loki/api/v1/status/buildinfo"] = httpx.Response(200, json={"version": "3.7.6"})
-    asyncio.run(check(_sink(monkeypatch, handler)))
+    await check(_sink(handler))
 
 
-def test_healthcheck_unreachable_says_where(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.anyio
+async def test_healthcheck_unreachable_says_where() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused")
 
@@ -229,7 +230,7 @@ def test_healthcheck_unreachable_says_where(monkeypatch: pytest.MonkeyPatch) -> 
             await sink.close()
 
     with pytest.raises(TransientSinkError, match=re.escape("cannot reach Loki at http://loki.test:3100/ready")):
-        asyncio.run(check(_sink(monkeypatch, handler)))
+        await check(_sink(handler))
 
 
 def test_event_size_counts_the_line_and_metadata() -> None:
@@ -238,7 +239,8 @@ def test_event_size_counts_the_line_and_metadata() -> None:
     assert len(ev.raw) < sink.event_size(ev) < len(ev.raw) + 400
 
 
-def test_driver_waits_as_loki_tells_on_429(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_driver_waits_as_loki_tells_on_429(tmp_path: Path) -> None:
     """Through DiskBuffer + SinkDriver: a 429 with Retry-After: 1 holds the retry back a second."""
     times: list[float] = []
 
@@ -248,22 +250,19 @@ def test_driver_waits_as_loki_tells_on_429(monkeypatch: pytest.MonkeyPatch, tmp_
             return httpx.Response(429, headers={"Retry-After": "1"}, text="slow down")
         return httpx.Response(204)
 
-    sink = _sink(monkeypatch, handler, healthcheck=False, batch={"timeout_secs": 0.05},
+    sink = _sink(handler, healthcheck=False, batch={"timeout_secs": 0.05},
                  request={"retry": {"initial_backoff_secs": 0.01, "max_backoff_secs": 5}})
 
-    async def run() -> int:
-        buf = DiskBuffer(tmp_path / "buf", "loki")
-        drv = SinkDriver(sink, buf, sink.config, str(tmp_path))
-        await drv.start()
-        await buf.append(_events(5))
-        for _ in range(300):
-            if buf.pending_events == 0:
-                break
-            await asyncio.sleep(0.01)
-        pending = buf.pending_events
-        await drv.stop(1)
-        return pending
-
-    assert asyncio.run(run()) == 0
+    buf = DiskBuffer(tmp_path / "buf", "loki")
+    drv = SinkDriver(sink, buf, sink.config, str(tmp_path))
+    await drv.start()
+    await buf.append(_events(5))
+    for _ in range(300):
+        if buf.pending_events == 0:
+            break
+        await asyncio.sleep(0.01)
+    pending = buf.pending_events
+    await drv.stop(1)
+    assert pending == 0
     assert len(times) == 2
     assert times[1] - times[0] >= 0.99
