@@ -433,9 +433,14 @@ def report(problems: list[str], per_sink: int = 4) -> str:
     return "\n".join(lines)
 
 
-def _run(scenario: Scenario) -> list[str]:
+async def _deliver(scenario: Scenario) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="hostile-") as tmp:
-        return asyncio.run(asyncio.wait_for(_deliver_scenario(scenario, Path(tmp)), 120))
+        return await asyncio.wait_for(_deliver_scenario(scenario, Path(tmp)), 120)
+
+
+def _run(scenario: Scenario) -> list[str]:
+    """:func:`_deliver` for hypothesis, whose examples are plain calls (each gets a fresh loop)."""
+    return asyncio.run(_deliver(scenario))
 
 
 # -- the tests -------------------------------------------------------------------------------------------
@@ -443,8 +448,9 @@ def _run(scenario: Scenario) -> list[str]:
 
 @pytest.mark.parametrize("kind", ["time", "deep", "odd", "utf8", "control", "collide", "huge", "service",
                                   "text", "broken"])
-def test_each_hostile_kind_through_every_sink(kind: str) -> None:
-    problems = _run(_per_kind(kind))
+@pytest.mark.anyio
+async def test_each_hostile_kind_through_every_sink(kind: str) -> None:
+    problems = await _deliver(_per_kind(kind))
     assert not problems, report(problems)
 
 
@@ -457,7 +463,8 @@ def test_hostile_lines_mixed_with_good_ones_through_every_sink(scenario: Scenari
     assert not problems, report(problems)
 
 
-def test_junk_services_from_one_pod_leave_other_pods_labels_alone() -> None:
+@pytest.mark.anyio
+async def test_junk_services_from_one_pod_leave_other_pods_labels_alone() -> None:
     """A pod writing more distinct services than the label budget spends its own budget only.
 
     The sandbox pod's file sorts first, so its junk reaches the sink before the payments pod's lines.
@@ -465,16 +472,14 @@ def test_junk_services_from_one_pod_leave_other_pods_labels_alone() -> None:
     good = [Good(i * 10, ["api", "worker", "web"][i % 3], "INFO", f"ok {i}", f"{i:08x}") for i in range(6)]
     scenario = Scenario([Bad("service", (f"junk-{i}",)) for i in range(40)], good)
 
-    async def go(work: Path) -> dict[int | None, list[Any]]:
+    with tempfile.TemporaryDirectory(prefix="hostile-") as tmp:
+        work = Path(tmp)
         expect = scenario.write(work, True)
         events = await _read(work, expect)
         with memory_backends(work / "sinks", loki_max_label_values=10) as backends:
             run = await drive(backends["loki_protobuf"], events, work / "sinks" / "loki")
         assert not run.problems, run.problems
-        return run.delivered
-
-    with tempfile.TemporaryDirectory(prefix="hostile-") as tmp:
-        delivered = asyncio.run(go(Path(tmp)))
+        delivered = run.delivered
     payments = {n: v for n, v in delivered.items() if n is not None and n >= PAYMENTS_BASE}
     assert len(payments) == len(good)
     overflowed = [(n, labels) for n, units in payments.items() for labels, *_ in units if OVERFLOW_VALUE in labels]
@@ -552,7 +557,8 @@ async def _topology_run(root: Path, expect: set[int]) -> tuple[dict[str, Run], l
     return runs, problems
 
 
-def test_deploy_shaped_pipeline_with_every_hostile_kind() -> None:
+@pytest.mark.anyio
+async def test_deploy_shaped_pipeline_with_every_hostile_kind() -> None:
     kinds = ["time", "deep", "odd", "utf8", "control", "collide", "huge", "service", "text", "broken"]
     good = [Good(i * 1000, ["api", "worker"][i % 2], "INFO", f"good {i}", f"{i:08x}") for i in range(6)]
     evil: list[Spec] = []
@@ -567,7 +573,7 @@ def test_deploy_shaped_pipeline_with_every_hostile_kind() -> None:
             root = Path(tmp) / label
             scenario.write(root, with_bad)
             expect = {n for n, kind in scenario.kinds().items() if with_bad or kind == "good"}
-            results[label], run_problems = asyncio.run(asyncio.wait_for(_topology_run(root, expect), 120))
+            results[label], run_problems = await asyncio.wait_for(_topology_run(root, expect), 120)
             problems += [f"{label}: {p}" for p in run_problems]
     for name in results["mixed"]:
         problems += [f"baseline {p}" for p in results["alone"][name].problems]
