@@ -183,7 +183,7 @@ def test_chart_renders_valid_manifests(helm: Path, backend: str, tmp_path: Path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads(proc.stdout)["summary"]
     assert summary == {"valid": len(docs), "invalid": 0, "errors": 0, "skipped": 0}
-    assert len(docs) == 13
+    assert len(docs) == 14
 
 
 @pytest.mark.timeout(3600)
@@ -231,7 +231,7 @@ def test_toggles_remove_their_objects(helm: Path, tmp_path: Path) -> None:
     off = {"archive": {"enabled": False}, "serviceMonitor": {"enabled": False},
            "prometheusRule": {"enabled": False}, "rbac": {"create": False}, "networkPolicy": {"enabled": False},
            "priorityClass": {"create": False, "name": "system-node-critical"},
-           "forward": {"hostPort": {"enabled": False}}}
+           "forward": {"hostPort": {"enabled": False}, "service": {"enabled": False}}}
     docs = _by_kind(render(helm, "loki", off, tmp=tmp_path))
     assert sorted(docs) == [("ConfigMap", "ecvi-logs-config"), ("DaemonSet", "ecvi-logs"), ("Service", "ecvi-logs"),
                             ("ServiceAccount", "ecvi-logs")]

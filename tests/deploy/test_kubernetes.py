@@ -61,8 +61,8 @@ def test_overlays_render_every_component(rendered: tuple[str, list[dict[str, Any
     overlay, docs = rendered
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(["Namespace", "ServiceAccount", "ServiceAccount", "PriorityClass", "ConfigMap",
-                            "DaemonSet", "Service", "ServiceMonitor", "PrometheusRule", "CronJob", "NetworkPolicy",
-                            "ClusterRole", "ClusterRoleBinding"])
+                            "DaemonSet", "Service", "Service", "ServiceMonitor", "PrometheusRule", "CronJob",
+                            "NetworkPolicy", "ClusterRole", "ClusterRoleBinding"])
     # Least privilege: one read-only role, nothing namespaced that could grant more.
     assert not {"Role", "RoleBinding"} & set(kinds)
     binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
@@ -248,6 +248,15 @@ def test_forward_source_is_the_hostport_the_network_policy_admits(
     forward_rules = [r for r in ingress if {"port": int(port), "protocol": "TCP"} in r["ports"]]
     # Pods of any namespace, nothing from outside the cluster.
     assert [r["from"] for r in forward_rules] == [[{"namespaceSelector": {}}]]
+    # By name: a Service that keeps each sender on its own node.
+    service = base_docs[("Service", "ecvi-logs-forward")]["spec"]
+    assert service["internalTrafficPolicy"] == "Local"
+    assert service["ports"] == [{"name": "forward", "port": int(port), "targetPort": "forward", "protocol": "TCP"}]
+    assert service["selector"] == base_docs[("DaemonSet", "ecvi-logs")]["spec"]["selector"]["matchLabels"]
+    # Prometheus scrapes the metrics Service only.
+    monitor = base_docs[("ServiceMonitor", "ecvi-logs")]["spec"]["selector"]["matchLabels"]
+    labels = base_docs[("Service", "ecvi-logs-forward")]["metadata"]["labels"]
+    assert any(labels.get(k) != v for k, v in monitor.items())
     # Every event reaches the sinks, whichever source read it.
     for sink in config.sinks.values():
         reached = set(sink.inputs)
