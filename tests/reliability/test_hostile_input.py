@@ -79,7 +79,8 @@ def test_config_loader_on_arbitrary_text(text: str) -> None:
         parse_config(text, env={})
 
 
-def test_garbage_and_oversized_frames_on_the_forward_port(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.anyio
+async def test_garbage_and_oversized_frames_on_the_forward_port(monkeypatch: pytest.MonkeyPatch) -> None:
     # Thousands of warnings would pile up in pytest's log capture and be measured as ours.
     monkeypatch.setattr(logging.getLogger("shipper.sources.forward"), "disabled", True)
     got: list[Event] = []
@@ -87,7 +88,7 @@ def test_garbage_and_oversized_frames_on_the_forward_port(monkeypatch: pytest.Mo
     async def deliver(events: list[Event]) -> None:
         got.extend(events)
 
-    async def go() -> None:
+    async with asyncio.timeout(300):
         # Memory bound: max_buffered_bytes for unfinished frames (counting what a half-read frame
         # really holds), plus each open connection's stream buffer and one read: 16 MiB + 256 x
         # 128 KiB = 48 MiB here, up to ~450 KiB a connection when asyncio's buffers fill.
@@ -127,8 +128,6 @@ def test_garbage_and_oversized_frames_on_the_forward_port(monkeypatch: pytest.Mo
         await src.stop()
         # 48 MiB for the server (see above) and a few MiB for the attacking client in this process.
         assert peak < 56 * 1024 * 1024, f"peak traced memory {peak / 2**20:.1f} MiB"
-
-    asyncio.run(asyncio.wait_for(go(), 300))
     good = int(scaled(200, 3000)) // 4
     assert len([e for e in got if e.record.get("message") == "ok"]) == good
     errors = sum(v for k, v in _input_errors("hostile").items())
@@ -144,7 +143,8 @@ def _input_errors(source: str) -> dict[str, float]:
     return out
 
 
-def test_ten_thousand_new_files_at_once(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_ten_thousand_new_files_at_once(tmp_path: Path) -> None:
     n_files = int(scaled(10_000, 15_000))  # the test process itself holds one descriptor per file
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -157,14 +157,6 @@ def test_ten_thousand_new_files_at_once(tmp_path: Path) -> None:
                                            "glob_interval_secs": 0.2, "poll_interval_secs": 0.05})
     src = FileSource("many", cfg, deliver, tmp_path / "data")
 
-    async def go() -> None:
-        task = asyncio.create_task(src.run())
-        await asyncio.sleep(0.3)
-        try:
-            await _create_and_wait(task)
-        finally:
-            src.close()
-
     async def _create_and_wait(task: asyncio.Task[None]) -> None:
         for i in range(n_files):  # all appear at once, while the source runs
             (logs / f"f{i:05d}.log").write_text(f'{{"message": "hello", "n": {i}}}\n')
@@ -175,7 +167,12 @@ def test_ten_thousand_new_files_at_once(tmp_path: Path) -> None:
         await asyncio.wait_for(task, 30)
         src.save_checkpoints()
 
-    asyncio.run(go())
+    task = asyncio.create_task(src.run())
+    await asyncio.sleep(0.3)
+    try:
+        await _create_and_wait(task)
+    finally:
+        src.close()
     seen = count_numbers(e.raw.encode() for e in got)
     summary = Summary("many_files", n_files, {"events": seen}, notes=[f"files             {n_files}"])
     summary.write()
