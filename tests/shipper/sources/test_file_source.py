@@ -14,6 +14,7 @@ from shipper.sources.file.source import FileSource
 from tests.factories import cri_line, docker_line
 
 pytestmark = pytest.mark.anyio
+cri = cri_line  # the name tests/shipper/sources/file/ imports from here
 
 
 def cfg(include: str, **kw: Any) -> FileSourceConfig:
