@@ -11,13 +11,13 @@ from shipper.event import Event
 from shipper.sinks._common.config import SinkConfigBase
 from shipper.sinks._common.outcome import SendOutcome
 
-# The default lets shared code (driver, replay, restore) say just ``Sink``.
+# The default lets shared code (delivery, driver, replay, restore) say just ``Sink``.
 ConfigT = TypeVar("ConfigT", bound=SinkConfigBase, covariant=True, default=SinkConfigBase)
 
 
 class Sink(abc.ABC, Generic[ConfigT]):
-    """One backend, typed by its own config class. The shared driver batches, retries and
-    dead-letters around ``send``."""
+    """One backend, typed by its own config class. The shared delivery retries and
+    dead-letters around ``send``; the driver batches from the buffer."""
 
     def __init__(self, name: str, config: ConfigT, data_dir: str) -> None:
         self.name = name

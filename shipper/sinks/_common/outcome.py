@@ -7,7 +7,6 @@ thing wherever it is met.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -87,17 +86,3 @@ def error_outcome(exc: BaseException, events: list[Event]) -> SendOutcome | None
         return SendOutcome(retry=list(events), reason=f"{type(exc).__name__}: {exc}")
     return None
 
-
-async def send_outcome(send: Callable[[list[Event]], Awaitable[SendOutcome]], events: list[Event]) -> SendOutcome:
-    """``await send(events)`` with whole-request errors turned into per-event results.
-
-    A surprise (see :func:`error_outcome`) propagates: only the shared delivery may decide that an
-    event caused it.
-    """
-    try:
-        return await send(events)
-    except Exception as exc:
-        outcome = error_outcome(exc, events)
-        if outcome is None:
-            raise
-        return outcome

@@ -1,7 +1,7 @@
 """PutLogEvents and the calls around it (create group/stream, retention), and how to read AWS's errors.
 
 boto3 is synchronous, so every call runs in a thread; one client per sink (boto3 clients are
-thread-safe). botocore does not retry: the shared driver does, with backoff and jitter.
+thread-safe). botocore does not retry: the shared delivery does, with backoff and jitter.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from botocore.exceptions import ProfileNotFound
 from shipper import metrics
 from shipper.event import Event
 from shipper.sinks._common.base import Sink
+from shipper.sinks._common.calls import send_in_turn
 from shipper.sinks._common.outcome import PermanentSinkError, SendOutcome, TransientSinkError
 from shipper.sinks.cloudwatch.config import DEFAULT_GROUPS_PER_POD, DEFAULT_STREAMS_PER_POD, CloudWatchSinkConfig
 from shipper.sinks.cloudwatch.limits import (
@@ -69,7 +70,7 @@ class CloudWatchSink(Sink[CloudWatchSinkConfig]):
         self._clock = clock
         self._service: LogsService | None = None
         self.names = DestinationBudget(config, name)
-        # Events cut to the size limit so far (a Prometheus counter would be the place for this).
+        # Events cut to the size limit since start (also ecvi_shipper_events_truncated_total).
         self.truncated_events = 0
 
     async def start(self) -> None:
@@ -100,33 +101,21 @@ class CloudWatchSink(Sink[CloudWatchSinkConfig]):
         service = await self._logs()
         outcome = SendOutcome()
         calls = self._plan(events, int(self._clock() * 1000), outcome)
-        for i, (dest, call) in enumerate(calls):
-            try:
-                verdict = await self._put(service, dest, call, outcome)
-            except Exception as exc:
-                if i == 0:
-                    raise
-                # A bug rather than AWS: keep what earlier calls stored; the rest comes back as a
-                # send of its own, where the driver's bounded handling of surprises takes over.
-                log.exception("sink %s: unexpected error in PutLogEvents", self.name)
-                verdict = ErrorVerdict(ErrorKind.RETRY, f"unexpected {type(exc).__name__}: {exc}")
-            if verdict is None or verdict.kind is ErrorKind.REJECT:
-                continue
-            # RETRY or DENIED: the calls not made yet share this call's fate.
-            rest = [e.event for _dest, c in calls[i:] for e in c]
-            everything = i == 0 and not outcome.rejected
-            if verdict.kind is ErrorKind.DENIED:
-                if everything:
-                    raise PermanentSinkError(self.name, verdict.reason)
-                outcome.rejected.extend((e, verdict.reason) for e in rest)
-            else:
-                if everything:
-                    raise TransientSinkError(self.name, verdict.reason, verdict.retry_after)
-                outcome.retry.extend(rest)
-                outcome.retry_after = verdict.retry_after
-            outcome.reason = verdict.reason
-            break
-        return outcome
+
+        async def put(call: _Call) -> SendOutcome:
+            return await self._put_call(service, call)
+
+        return await send_in_turn(calls, put, _call_events, sink=self.name, outcome=outcome)
+
+    async def _put_call(self, service: LogsService, call: _Call) -> SendOutcome:
+        """One call's outcome; RETRY and DENIED raise, as they concern the calls after it too."""
+        out = SendOutcome()
+        verdict = await self._put(service, *call, out)
+        if verdict is None or verdict.kind is ErrorKind.REJECT:
+            return out
+        if verdict.kind is ErrorKind.DENIED:
+            raise PermanentSinkError(self.name, verdict.reason)
+        raise TransientSinkError(self.name, verdict.reason, verdict.retry_after)
 
     def _plan(self, events: list[Event], now_ms: int, outcome: SendOutcome) -> list[_Call]:
         """Partition by destination and cut into calls; what AWS would refuse goes to ``rejected``."""
@@ -158,8 +147,8 @@ class CloudWatchSink(Sink[CloudWatchSinkConfig]):
     ) -> ErrorVerdict | None:
         """One call, creating a missing stream and trying once more; None when it was accepted.
 
-        Events refused for good are added to ``outcome.rejected`` here; the caller decides what a
-        RETRY or DENIED verdict means for the calls after this one.
+        Events refused for good are added to ``outcome.rejected`` here; a RETRY or DENIED verdict
+        is for the caller to act on.
         """
         group, stream = dest
         verdict = await self._attempt(service, dest, call, outcome)
@@ -293,13 +282,17 @@ class DestinationBudget:
                         self.sink, what, name, why, overflow)
 
 
+def _call_events(call: _Call) -> list[Event]:
+    return [e.event for e in call[1]]
+
+
 def _overflow_text(template: str) -> str:
     literals, fields = compile_template(template)
     return "__overflow__".join(literals) if fields else template
 
 
 def _verdict(exc: Exception) -> ErrorVerdict:
-    """The verdict on an AWS error; anything else is a bug and propagates (the driver bounds it)."""
+    """The verdict on an AWS error; anything else is a bug and propagates (the delivery bounds it)."""
     verdict = classify_error(exc)
     if verdict is None:
         raise exc

@@ -27,7 +27,7 @@ log = logging.getLogger("shipper.sinks.elasticsearch")
 
 @dataclass(slots=True)
 class BulkResult:
-    """A bulk answer: the outcome for the driver, and how many creates found their id already there."""
+    """A bulk answer: the outcome for the delivery, and how many creates found their id already there."""
 
     outcome: SendOutcome = field(default_factory=SendOutcome)
     duplicates: int = 0

@@ -24,12 +24,12 @@ from shipper.archive.storage.base import LockSettings, ObjectStore
 from shipper.archive.storage.url import open_store
 from shipper.event import Event
 from shipper.sinks._common.base import Sink
+from shipper.sinks._common.calls import send_in_turn
 from shipper.sinks._common.outcome import PermanentSinkError, SendOutcome, TransientSinkError
 from shipper.sinks.s3.config import S3SinkConfig
 
 log = logging.getLogger("shipper.sinks.s3")
 
-_HOUR_NS = 3600 * 1_000_000_000
 #: JSON keys, the id and typical metadata around the raw line, in bytes.
 _LINE_OVERHEAD = 160
 
@@ -58,7 +58,14 @@ def encode_object(events: list[Event], level: int = 6) -> bytes:
     return gzip_bytes(b"".join(encode_line(archive_record(e)) for e in events), level)
 
 
-def partition(events: list[Event]) -> list[tuple[str, int, list[Event]]]:
+_Partition = tuple[str, int, list[Event]]
+
+
+def _partition_events(group: _Partition) -> list[Event]:
+    return group[2]
+
+
+def partition(events: list[Event]) -> list[_Partition]:
     """Events grouped by UTC (day, hour), each group sorted by time then id, groups in time order."""
     groups: dict[tuple[str, int], list[Event]] = defaultdict(list)
     for e in events:
@@ -102,27 +109,25 @@ class S3Sink(Sink[S3SinkConfig]):
         return len(event.raw) + _LINE_OVERHEAD
 
     async def send(self, events: list[Event]) -> SendOutcome:
+        """One object per (day, hour), in turn: a transient failure retries that object and the later ones."""
         store = await self._get_store()
-        outcome = SendOutcome()
-        groups = partition(events)
-        for i, (day, hour, evs) in enumerate(groups):
-            key = object_key(self.config.node, day, hour, evs)
-            data = encode_object(evs, self.config.compression_level)
-            try:
-                await asyncio.to_thread(store.put, key, data, sha256_hex(data))
-            except StorageError as exc:
-                if not exc.transient:
-                    outcome.rejected.extend((e, f"storage: {exc}") for e in evs)
-                    outcome.reason = str(exc)
-                    continue
-                rest = [e for _d, _h, g in groups[i:] for e in g]
-                if i == 0 and not outcome.rejected:
-                    raise TransientSinkError(self.name, str(exc)) from exc
-                outcome.retry.extend(rest)
-                outcome.reason = str(exc)
-                break
-            outcome.sent_bytes += len(data)
-        return outcome
+
+        async def put(group: _Partition) -> SendOutcome:
+            return await self._put_object(store, group)
+
+        return await send_in_turn(partition(events), put, _partition_events, sink=self.name)
+
+    async def _put_object(self, store: ObjectStore, group: _Partition) -> SendOutcome:
+        day, hour, evs = group
+        key = object_key(self.config.node, day, hour, evs)
+        data = encode_object(evs, self.config.compression_level)
+        try:
+            await asyncio.to_thread(store.put, key, data, sha256_hex(data))
+        except StorageError as exc:
+            if exc.transient:
+                raise TransientSinkError(self.name, str(exc)) from exc
+            return SendOutcome(rejected=[(e, f"storage: {exc}") for e in evs], reason=str(exc))
+        return SendOutcome.ok(len(data))
 
     async def close(self) -> None:
         if self._store is not None:
