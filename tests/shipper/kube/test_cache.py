@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ from tests.shipper.kube._fakeapi import FakeApi, make_namespace, make_pod
 
 
 def run(coro: Awaitable[Any]) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 30))  # type: ignore[arg-type]
+    return asyncio.run(asyncio.wait_for(coro, 30))
 
 
 async def until(pred: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -39,6 +40,17 @@ def make_cache(api: FakeApi, **kwargs: Any) -> KubeMetadataCache:
     return KubeMetadataCache(client, node_name="node-a", **kwargs)
 
 
+@contextlib.asynccontextmanager
+async def synced_cache(api: FakeApi, **kwargs: Any) -> AsyncIterator[KubeMetadataCache]:
+    cache = make_cache(api, **kwargs)
+    await cache.start()
+    try:
+        assert await cache.wait_synced(timeout=5)
+        yield cache
+    finally:
+        await cache.stop()
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -56,15 +68,13 @@ def test_lists_in_pages_then_watches_from_the_lists_version() -> None:
     api.add("namespaces", make_namespace("default", labels={"team": "core"}))
 
     async def go() -> None:
-        cache = make_cache(api)
-        await cache.start()
-        assert await cache.wait_synced(timeout=5)
-        assert cache.pod("default", "p0") is not None and cache.pod("default", f"p{PAGE_LIMIT * 2 + 99}") is not None
-        assert cache.pod("default", "other0") is None
-        ns = cache.namespace("default")
-        assert ns is not None and dict(ns.labels) == {"team": "core"}
-        await until(lambda: len(api.requests_for("pods", watch=True)) == 1)
-        await cache.stop()
+        async with synced_cache(api) as cache:
+            assert cache.pod("default", "p0") is not None
+            assert cache.pod("default", f"p{PAGE_LIMIT * 2 + 99}") is not None
+            assert cache.pod("default", "other0") is None
+            ns = cache.namespace("default")
+            assert ns is not None and dict(ns.labels) == {"team": "core"}
+            await until(lambda: len(api.requests_for("pods", watch=True)) == 1)
 
     run(go())
     lists = api.requests_for("pods", watch=False)
@@ -82,21 +92,18 @@ def test_watch_events_change_pods_and_move_the_generation_only_on_visible_change
     api.add("pods", make_pod("web", labels={"app": "web"}))
 
     async def go() -> None:
-        cache = make_cache(api)
-        await cache.start()
-        assert await cache.wait_synced(timeout=5)
-        gen = cache.generation
-        api.add("pods", make_pod("web", labels={"app": "web", "tier": "front"}))
-        await until(lambda: (p := cache.pod("default", "web")) is not None and "tier" in p.labels)
-        assert cache.generation > gen
-        gen = cache.generation
-        status_only = make_pod("web", labels={"app": "web", "tier": "front"})
-        status_only["status"] = {"phase": "Running"}
-        api.add("pods", status_only)
-        api.add("pods", make_pod("late"))
-        await until(lambda: cache.pod("default", "late") is not None)
-        assert cache.generation == gen + 1  # the status-only change moved nothing
-        await cache.stop()
+        async with synced_cache(api) as cache:
+            gen = cache.generation
+            api.add("pods", make_pod("web", labels={"app": "web", "tier": "front"}))
+            await until(lambda: (p := cache.pod("default", "web")) is not None and "tier" in p.labels)
+            assert cache.generation > gen
+            gen = cache.generation
+            status_only = make_pod("web", labels={"app": "web", "tier": "front"})
+            status_only["status"] = {"phase": "Running"}
+            api.add("pods", status_only)
+            api.add("pods", make_pod("late"))
+            await until(lambda: cache.pod("default", "late") is not None)
+            assert cache.generation == gen + 1  # the status-only change moved nothing
 
     run(go())
 
@@ -105,19 +112,16 @@ def test_watch_resumes_from_the_last_bookmark_without_listing_again() -> None:
     api = FakeApi()
     api.add("pods", make_pod("a"))
 
-    async def go() -> None:
-        cache = make_cache(api)
-        await cache.start()
-        assert await cache.wait_synced(timeout=5)
-        await until(lambda: len(api.requests_for("pods", watch=True)) == 1)
-        api.add("pods", make_pod("b"))
-        api.bookmark("pods")
-        bookmark_rv = api.rv
-        await until(lambda: cache._watches[0].resource_version == str(bookmark_rv))
-        api.end_watches()  # the server's timeoutSeconds ends the stream
-        await until(lambda: len(api.requests_for("pods", watch=True)) >= 2)
-        api.reopen()
-        await cache.stop()
+    async def go() -> int:
+        async with synced_cache(api) as cache:
+            await until(lambda: len(api.requests_for("pods", watch=True)) == 1)
+            api.add("pods", make_pod("b"))
+            api.bookmark("pods")
+            bookmark_rv = api.rv
+            await until(lambda: cache._watches[0].resource_version == str(bookmark_rv))
+            api.end_watches()  # the server's timeoutSeconds ends the stream
+            await until(lambda: len(api.requests_for("pods", watch=True)) >= 2)
+            api.reopen()
         return bookmark_rv
 
     bookmark_rv = run(go())
@@ -134,25 +138,22 @@ def test_gone_lists_again_and_a_pod_missing_from_the_new_list_gets_its_grace(as_
     clock = FakeClock()
 
     async def go() -> None:
-        cache = make_cache(api, delete_grace_secs=60.0, clock=clock)
-        await cache.start()
-        assert await cache.wait_synced(timeout=5)
-        await until(lambda: len(api.requests_for("pods", watch=True)) == 1)
-        before = sample("ecvi_shipper_kube_watch_restarts_total", kind="pod", reason="gone")
-        api.fail_requests = 0
-        api.silently_delete("pods", "default", "vanishes")
-        api.add("pods", make_pod("new"))
-        api.compact()  # the watch cannot resume: its version is gone
-        api.drop_watches()
-        await until(lambda: cache.pod("default", "new") is not None)
-        assert len(api.requests_for("pods", watch=False)) == 2
-        assert sample("ecvi_shipper_kube_watch_restarts_total", kind="pod", reason="gone") == before + 1
-        vanished = cache.pod("default", "vanishes")
-        assert vanished is not None and vanished.deleted
-        assert not cache.pod("default", "stays").deleted  # type: ignore[union-attr]
-        clock.now += 61
-        assert cache.pod("default", "vanishes") is None
-        await cache.stop()
+        async with synced_cache(api, delete_grace_secs=60.0, clock=clock) as cache:
+            await until(lambda: len(api.requests_for("pods", watch=True)) == 1)
+            before = sample("ecvi_shipper_kube_watch_restarts_total", kind="pod", reason="gone")
+            api.fail_requests = 0
+            api.silently_delete("pods", "default", "vanishes")
+            api.add("pods", make_pod("new"))
+            api.compact()  # the watch cannot resume: its version is gone
+            api.drop_watches()
+            await until(lambda: cache.pod("default", "new") is not None)
+            assert len(api.requests_for("pods", watch=False)) == 2
+            assert sample("ecvi_shipper_kube_watch_restarts_total", kind="pod", reason="gone") == before + 1
+            vanished = cache.pod("default", "vanishes")
+            assert vanished is not None and vanished.deleted
+            assert not cache.pod("default", "stays").deleted  # type: ignore[union-attr]
+            clock.now += 61
+            assert cache.pod("default", "vanishes") is None
 
     run(go())
 
@@ -162,23 +163,20 @@ def test_connection_drop_backs_off_then_resumes_the_watch_and_logs_once(caplog: 
     api = FakeApi()
     api.add("pods", make_pod("a"))
 
-    async def go() -> None:
-        cache = make_cache(api)
-        await cache.start()
-        assert await cache.wait_synced(timeout=5)
-        await until(lambda: len(api.requests_for("pods", watch=True)) == 1)
-        assert sample("ecvi_shipper_kube_api_up") == 1
-        rv = cache._watches[0].resource_version
-        api.down = True
-        api.drop_watches()
-        await until(lambda: sample("ecvi_shipper_kube_api_up") == 0)
-        await asyncio.sleep(0.3)  # many failed attempts while down
-        assert cache.pod("default", "a") is not None  # still served
-        api.add("pods", make_pod("made-while-down"))
-        api.down = False
-        await until(lambda: cache.pod("default", "made-while-down") is not None)
-        await until(lambda: sample("ecvi_shipper_kube_api_up") == 1)
-        await cache.stop()
+    async def go() -> str | None:
+        async with synced_cache(api) as cache:
+            await until(lambda: len(api.requests_for("pods", watch=True)) == 1)
+            assert sample("ecvi_shipper_kube_api_up") == 1
+            rv = cache._watches[0].resource_version
+            api.down = True
+            api.drop_watches()
+            await until(lambda: sample("ecvi_shipper_kube_api_up") == 0)
+            await asyncio.sleep(0.3)  # many failed attempts while down
+            assert cache.pod("default", "a") is not None  # still served
+            api.add("pods", make_pod("made-while-down"))
+            api.down = False
+            await until(lambda: cache.pod("default", "made-while-down") is not None)
+            await until(lambda: sample("ecvi_shipper_kube_api_up") == 1)
         return rv
 
     rv = run(go())
@@ -241,13 +239,10 @@ def test_malformed_watch_lines_cost_only_themselves() -> None:
     before = sample("ecvi_shipper_kube_objects_refused_total", kind="pod", reason="malformed")
 
     async def go() -> None:
-        cache = make_cache(api)
-        await cache.start()
-        assert await cache.wait_synced(timeout=5)
-        await until(lambda: len(api.requests_for("pods", watch=True)) == 1)
-        api.add("pods", make_pod("good"))
-        await until(lambda: cache.pod("default", "good") is not None)
-        await cache.stop()
+        async with synced_cache(api) as cache:
+            await until(lambda: len(api.requests_for("pods", watch=True)) == 1)
+            api.add("pods", make_pod("good"))
+            await until(lambda: cache.pod("default", "good") is not None)
 
     run(go())
     assert sample("ecvi_shipper_kube_objects_refused_total", kind="pod", reason="malformed") == before + 6
@@ -261,19 +256,16 @@ def test_max_pods_refuses_new_pods_but_a_deleted_one_makes_room() -> None:
     before = sample("ecvi_shipper_kube_objects_refused_total", kind="pod", reason="over_limit")
 
     async def go() -> None:
-        cache = make_cache(api, max_pods=3)
-        await cache.start()
-        assert await cache.wait_synced(timeout=5)
-        cached = [i for i in range(5) if cache.pod("default", f"p{i}") is not None]
-        assert len(cached) == 3
-        assert sample("ecvi_shipper_kube_objects_refused_total", kind="pod", reason="over_limit") == before + 2
-        assert sample("ecvi_shipper_kube_cache_objects", kind="pod") == 3
-        api.delete("pods", "default", f"p{cached[0]}")
-        await until(lambda: (p := cache.pod("default", f"p{cached[0]}")) is not None and p.deleted)
-        api.add("pods", make_pod("fresh"))
-        await until(lambda: cache.pod("default", "fresh") is not None)
-        assert cache.pod("default", f"p{cached[0]}") is None  # the deleted one made room
-        await cache.stop()
+        async with synced_cache(api, max_pods=3) as cache:
+            cached = [i for i in range(5) if cache.pod("default", f"p{i}") is not None]
+            assert len(cached) == 3
+            assert sample("ecvi_shipper_kube_objects_refused_total", kind="pod", reason="over_limit") == before + 2
+            assert sample("ecvi_shipper_kube_cache_objects", kind="pod") == 3
+            api.delete("pods", "default", f"p{cached[0]}")
+            await until(lambda: (p := cache.pod("default", f"p{cached[0]}")) is not None and p.deleted)
+            api.add("pods", make_pod("fresh"))
+            await until(lambda: cache.pod("default", "fresh") is not None)
+            assert cache.pod("default", f"p{cached[0]}") is None  # the deleted one made room
 
     run(go())
 
@@ -284,21 +276,18 @@ def test_deleted_pod_is_kept_for_the_grace_then_dropped() -> None:
     clock = FakeClock()
 
     async def go() -> None:
-        cache = make_cache(api, delete_grace_secs=0.2, clock=clock)
-        await cache.start()
-        assert await cache.wait_synced(timeout=5)
-        api.delete("pods", "default", "job")
-        await until(lambda: (p := cache.pod("default", "job")) is not None and p.deleted)
-        pod = cache.pod("default", "job")
-        assert pod is not None and dict(pod.labels) == {"app": "batch"}
-        await asyncio.sleep(0.2)  # sweeps run; the clock has not moved
-        assert cache.pod("default", "job") is not None
-        gen = cache.generation
-        clock.now += 0.25
-        assert cache.pod("default", "job") is None
-        await until(lambda: sample("ecvi_shipper_kube_cache_objects", kind="pod") == 0)
-        assert cache.generation == gen + 1  # dropping it is a change readers see
-        await cache.stop()
+        async with synced_cache(api, delete_grace_secs=0.2, clock=clock) as cache:
+            api.delete("pods", "default", "job")
+            await until(lambda: (p := cache.pod("default", "job")) is not None and p.deleted)
+            pod = cache.pod("default", "job")
+            assert pod is not None and dict(pod.labels) == {"app": "batch"}
+            await asyncio.sleep(0.2)  # sweeps run; the clock has not moved
+            assert cache.pod("default", "job") is not None
+            gen = cache.generation
+            clock.now += 0.25
+            assert cache.pod("default", "job") is None
+            await until(lambda: sample("ecvi_shipper_kube_cache_objects", kind="pod") == 0)
+            assert cache.generation == gen + 1  # dropping it is a change readers see
 
     run(go())
 
@@ -308,15 +297,12 @@ def test_a_recreated_pod_replaces_its_deleted_namesake() -> None:
     api.add("pods", make_pod("db-0", uid="old"))
 
     async def go() -> None:
-        cache = make_cache(api)
-        await cache.start()
-        assert await cache.wait_synced(timeout=5)
-        api.delete("pods", "default", "db-0")
-        await until(lambda: cache.pod("default", "db-0").deleted)  # type: ignore[union-attr]
-        api.add("pods", make_pod("db-0", uid="new"))
-        await until(lambda: cache.pod("default", "db-0").uid == "new")  # type: ignore[union-attr]
-        assert not cache.pod("default", "db-0").deleted  # type: ignore[union-attr]
-        await cache.stop()
+        async with synced_cache(api) as cache:
+            api.delete("pods", "default", "db-0")
+            await until(lambda: cache.pod("default", "db-0").deleted)  # type: ignore[union-attr]
+            api.add("pods", make_pod("db-0", uid="new"))
+            await until(lambda: cache.pod("default", "db-0").uid == "new")  # type: ignore[union-attr]
+            assert not cache.pod("default", "db-0").deleted  # type: ignore[union-attr]
 
     run(go())
 
@@ -327,18 +313,15 @@ def test_namespaces_are_watched_with_their_exclusion_annotations() -> None:
                                          annotations={"ecvi-logs.io/exclude": "true", "other": "x"}))
 
     async def go() -> None:
-        cache = make_cache(api)
-        await cache.start()
-        assert await cache.wait_synced(timeout=5)
-        ns = cache.namespace("batch")
-        assert ns is not None and dict(ns.annotations) == {"ecvi-logs.io/exclude": "true"}
-        api.add("namespaces", make_namespace("batch", labels={"team": "ml"}))
-        await until(lambda: cache.namespace("batch").labels.get("team") == "ml")  # type: ignore[union-attr]
-        gen = cache.generation
-        api.delete("namespaces", "", "batch")
-        await until(lambda: cache.generation > gen)
-        assert cache.namespace("batch") is not None  # kept for the grace, like pods
-        await cache.stop()
+        async with synced_cache(api) as cache:
+            ns = cache.namespace("batch")
+            assert ns is not None and dict(ns.annotations) == {"ecvi-logs.io/exclude": "true"}
+            api.add("namespaces", make_namespace("batch", labels={"team": "ml"}))
+            await until(lambda: cache.namespace("batch").labels.get("team") == "ml")  # type: ignore[union-attr]
+            gen = cache.generation
+            api.delete("namespaces", "", "batch")
+            await until(lambda: cache.generation > gen)
+            assert cache.namespace("batch") is not None  # kept for the grace, like pods
 
     run(go())
 
