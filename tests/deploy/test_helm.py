@@ -20,12 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.conftest import DEPLOY, K8S, OVERLAYS, REPO, load_docs
-from tests.tools.locate import go_tool
+from tests.deploy.conftest import DEPLOY, K8S, OVERLAYS, REPO, assert_kubeconform_valid, kustomize_build, load_docs
 
 CHART = DEPLOY / "helm" / "ecvi-logs"
-SCHEMAS = REPO / "tests" / "deploy" / "schemas"
-SCHEMA_LOCATION = str(SCHEMAS) + "/{{ .ResourceKind }}{{ .KindSuffix }}.json"
 # The Kubernetes release the offline schemas are for; Helm's offline default (1.20) predates
 # CronJob timeZone, which the chart's kubeVersion constraint requires.
 KUBE_VERSION = "1.34.0"
@@ -81,12 +78,6 @@ def render(helm: Path, backend: str, values: dict[str, Any] | None = None, *, tm
     return [d for d in yaml.safe_load_all(render_text(helm, backend, values, tmp=tmp)) if d]
 
 
-def _kustomize(overlay: str) -> list[Doc]:
-    out = subprocess.run([str(go_tool("kustomize")), "build", str(K8S / "overlays" / overlay)],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
-
-
 def overlay_values(overlay: str) -> dict[str, Any]:
     """The chart values that stand for what an overlay patches in (the Namespace is the base's)."""
     values: dict[str, Any] = {"namespace": {"create": True}}
@@ -128,7 +119,7 @@ def normalise_helm(docs: list[Doc]) -> dict[tuple[str, str], Doc]:
     return out
 
 
-def normalise_kustomize(docs: list[Doc]) -> dict[tuple[str, str], Doc]:
+def normalisekustomize_build(docs: list[Doc]) -> dict[tuple[str, str], Doc]:
     out = {}
     for doc in docs:
         if doc["kind"] == "ConfigMap" and _HASHED_CONFIG.match(doc["metadata"]["name"]):
@@ -175,21 +166,14 @@ def test_chart_renders_valid_manifests(helm: Path, backend: str, tmp_path: Path)
     docs = [d for d in yaml.safe_load_all(text) if d]
     manifest = tmp_path / "chart.yaml"
     manifest.write_text(text)
-    proc = subprocess.run(
-        [str(go_tool("kubeconform")), "-strict", "-summary", "-output", "json",
-         "-schema-location", SCHEMA_LOCATION, str(manifest)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    summary = json.loads(proc.stdout)["summary"]
-    assert summary == {"valid": len(docs), "invalid": 0, "errors": 0, "skipped": 0}
+    assert_kubeconform_valid(manifest, len(docs))
     assert len(docs) == 14
 
 
 @pytest.mark.timeout(3600)
 def test_chart_renders_what_kustomize_renders(helm: Path, backend: str, tmp_path: Path) -> None:
     chart = normalise_helm(render(helm, backend, overlay_values(backend), tmp=tmp_path))
-    kust = normalise_kustomize(_kustomize(backend))
+    kust = normalisekustomize_build(kustomize_build(backend))
     assert differences(chart, kust) == []
     # The config text itself, byte for byte (comments too): the copy the chart reads is the overlay's.
     text = chart[("ConfigMap", "ecvi-logs-config")]["data"]["shipper.yaml"]
@@ -201,7 +185,7 @@ def test_chart_renders_what_kustomize_renders(helm: Path, backend: str, tmp_path
 def test_the_comparison_sees_a_changed_field(helm: Path, tmp_path: Path) -> None:
     values = overlay_values("loki") | {"image": {"tag": "0.1.1"}, "archive": {"days": 31}}
     chart = normalise_helm(render(helm, "loki", values, tmp=tmp_path))
-    found = differences(chart, normalise_kustomize(_kustomize("loki")))
+    found = differences(chart, normalisekustomize_build(kustomize_build("loki")))
     assert len(found) == 2, found
     assert found[0].startswith("('CronJob', 'ecvi-logs-archive') spec:") and '"31"' in found[0]
     assert found[1].startswith("('DaemonSet', 'ecvi-logs') spec:") and "ecvi-logs:0.1.1" in found[1]

@@ -15,11 +15,17 @@ from click.testing import CliRunner
 
 from shipper.cli import main as ecvi_logs
 from shipper.config import load_config
-from tests.deploy.conftest import CONFIG_ENV, DEPLOY, K8S, OVERLAYS, REPO, SHIPPER_CONFIGS, load_docs
-from tests.tools.locate import go_tool
-
-SCHEMAS = REPO / "tests" / "deploy" / "schemas"
-SCHEMA_LOCATION = str(SCHEMAS) + "/{{ .ResourceKind }}{{ .KindSuffix }}.json"
+from tests.deploy.conftest import (
+    CONFIG_ENV,
+    DEPLOY,
+    K8S,
+    OVERLAYS,
+    SCHEMAS,
+    SHIPPER_CONFIGS,
+    assert_kubeconform_valid,
+    kustomize_build,
+    load_docs,
+)
 
 
 @pytest.mark.parametrize("path", SHIPPER_CONFIGS, ids=lambda p: str(p.relative_to(DEPLOY)))
@@ -29,15 +35,9 @@ def test_shipper_configs_pass_ecvi_logs_validate(path: Path) -> None:
     assert "valid" in result.output
 
 
-def _kustomize(overlay: str) -> list[dict[str, Any]]:
-    out = subprocess.run([str(go_tool("kustomize")), "build", str(K8S / "overlays" / overlay)],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
-
-
 @pytest.fixture(scope="module", params=OVERLAYS)
 def rendered(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
-    return request.param, _kustomize(request.param)
+    return request.param, kustomize_build(request.param)
 
 
 @pytest.mark.timeout(3600)
@@ -45,15 +45,7 @@ def test_overlays_validate_with_kubeconform(rendered: tuple[str, list[dict[str, 
     overlay, docs = rendered
     manifest = tmp_path / f"{overlay}.yaml"
     manifest.write_text(yaml.safe_dump_all(docs))
-    proc = subprocess.run(
-        [str(go_tool("kubeconform")), "-strict", "-summary", "-output", "json",
-         "-schema-location", SCHEMA_LOCATION, str(manifest)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    summary = json.loads(proc.stdout)["summary"]
-    # Nothing skipped for want of a schema: every kind has one in tests/deploy/schemas.
-    assert summary == {"valid": len(docs), "invalid": 0, "errors": 0, "skipped": 0}
+    assert_kubeconform_valid(manifest, len(docs))
 
 
 @pytest.mark.timeout(3600)
