@@ -3,134 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import hashlib
-import itertools
 import random
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgpack
 import pytest
 from fluent.sender import FluentSender
 
-from shipper.event import Event
-from shipper.metrics import REGISTRY
 from shipper.sources.forward import ForwardSource, ForwardSourceConfig
 from tests.factories import event_time
+from tests.shipper.sources.forward._support import Client, Collector, input_errors, metric, serving, still_serves, until
 
 pytestmark = pytest.mark.anyio
-_names = itertools.count()
-
-
-class Collector:
-    """A fake ``deliver`` that records batches; it can be held on a gate or made to fail."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[Event]] = []
-        self.gate: asyncio.Event | None = None
-        self.entered = 0
-        self.error: Exception | None = None
-
-    async def __call__(self, events: list[Event]) -> None:
-        self.entered += 1
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.error is not None:
-            raise self.error
-        self.batches.append(events)
-
-    @property
-    def events(self) -> list[Event]:
-        return [e for batch in self.batches for e in batch]
-
-
-@contextlib.asynccontextmanager
-async def serving(**options: Any) -> AsyncIterator[tuple[ForwardSource, Collector]]:
-    sink = Collector()
-    name = f"fwd-test-{next(_names)}"
-    source = ForwardSource(name, ForwardSourceConfig(type="forward", address="127.0.0.1:0", **options), sink)
-    await source.start()
-    try:
-        yield source, sink
-    finally:
-        await source.stop()
-
-
-class Client:
-    """A raw forward client: send msgpack or bytes, read msgpack replies, notice EOF."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.unpacker = msgpack.Unpacker(raw=False)
-
-    @classmethod
-    async def connect(cls, source: ForwardSource) -> Client:
-        return cls(*await asyncio.open_connection("127.0.0.1", source.port))
-
-    async def send(self, obj: Any, **packb: Any) -> None:
-        self.writer.write(obj if isinstance(obj, bytes) else msgpack.packb(obj, **packb))
-        await self.writer.drain()
-
-    async def recv(self, timeout: float = 5.0) -> Any:
-        """The next reply; raises EOFError when the server closed the connection."""
-        async with asyncio.timeout(timeout):
-            while True:
-                for obj in self.unpacker:
-                    return obj
-                data = await self.reader.read(65536)
-                if not data:
-                    raise EOFError
-                self.unpacker.feed(data)
-
-    async def nothing_within(self, seconds: float) -> bool:
-        try:
-            await self.recv(seconds)
-        except TimeoutError:
-            return True
-        return False
-
-    async def closed_by_server(self, timeout: float = 5.0) -> bool:
-        try:
-            while True:
-                await self.recv(timeout)
-        except (EOFError, ConnectionResetError):
-            await self.close()
-            return True
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(Exception):
-            await self.writer.wait_closed()
-
-
-async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
-
-
-def errors(source: ForwardSource, reason: str) -> float:
-    return REGISTRY.get_sample_value(
-        "ecvi_shipper_input_errors_total", {"source": source.name, "reason": reason}
-    ) or 0.0
-
-
-def metric(name: str, source: ForwardSource) -> float:
-    return REGISTRY.get_sample_value(name, {"source": source.name}) or 0.0
-
-
-async def still_serves(source: ForwardSource, sink: Collector) -> None:
-    """A fresh connection is served normally (acked) after whatever happened before."""
-    client = await Client.connect(source)
-    await client.send(["after", 1, {"ok": True}, {"chunk": "after-1"}])
-    assert await client.recv() == {"ack": "after-1"}
-    assert sink.events[-1].record == {"ok": True}
-    await client.close()
 
 
 # --- fluent-logger ---------------------------------------------------------------------------
@@ -277,7 +165,7 @@ async def test_good_frame_before_garbage_is_delivered_and_acked() -> None:
             assert await client.recv() == {"ack": "good"}
             assert await client.closed_by_server()
             assert [e.record for e in sink.events] == [{"a": 1}]
-            assert errors(source, "invalid_msgpack") == 1
+            assert input_errors(source, "invalid_msgpack") == 1
 
 
 async def test_bad_entries_are_counted_and_the_rest_acked() -> None:
@@ -288,9 +176,9 @@ async def test_bad_entries_are_counted_and_the_rest_acked() -> None:
             await client.send(["t", entries, {"chunk": "partial"}])
             assert await client.recv() == {"ack": "partial"}
             assert [e.record for e in sink.events] == [{"a": 1}, {"a": 2}]
-            assert errors(source, "bad_entry") == 1
-            assert errors(source, "bad_record") == 1
-            assert errors(source, "bad_time") == 1
+            assert input_errors(source, "bad_entry") == 1
+            assert input_errors(source, "bad_record") == 1
+            assert input_errors(source, "bad_time") == 1
             # The connection stays open.
             await client.send(["t", 3, {"a": 3}, {"chunk": "next"}])
             assert await client.recv() == {"ack": "next"}
@@ -345,7 +233,7 @@ async def test_shared_key_refused(first: str) -> None:
             assert pong[:2] == ["PONG", False]
             assert await client.closed_by_server()
             assert sink.events == []
-            assert errors(source, "auth_failed") == 1
+            assert input_errors(source, "auth_failed") == 1
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -359,7 +247,7 @@ async def test_random_bytes() -> None:
                 await client.send(b"\xc1" + random.Random(seed).randbytes(8192))
                 assert await client.closed_by_server()
             total = sum(
-                errors(source, r) for r in ("invalid_msgpack", "bad_shape", "frame_too_large", "bad_record")
+                input_errors(source, r) for r in ("invalid_msgpack", "bad_shape", "frame_too_large", "bad_record")
             )
             assert total == 3
             await still_serves(source, sink)
@@ -372,7 +260,7 @@ async def test_truncated_frame_then_close() -> None:
             frame = msgpack.packb(["t", [[1, {"a": "x" * 100}]], {"chunk": "cut"}])
             await client.send(frame[:-10])
             await client.close()
-            await until(lambda: errors(source, "truncated") == 1)
+            await until(lambda: input_errors(source, "truncated") == 1)
             assert sink.events == []
             await still_serves(source, sink)
 
@@ -383,13 +271,13 @@ async def test_oversized_frame() -> None:
             client = await Client.connect(source)
             await client.send(["t", 1, {"big": "x" * 5000}, {"chunk": "big"}])
             assert await client.closed_by_server()
-            assert errors(source, "frame_too_large") == 1
+            assert input_errors(source, "frame_too_large") == 1
             # A compressed payload that inflates past the limit is refused the same way.
             client = await Client.connect(source)
             bomb = gzip.compress(msgpack.packb([1, {"z": "0" * 100_000}]))
             await client.send(["t", bomb, {"compressed": "gzip", "chunk": "bomb"}])
             assert await client.closed_by_server()
-            assert errors(source, "frame_too_large") == 2
+            assert input_errors(source, "frame_too_large") == 2
             assert sink.events == []
             await still_serves(source, sink)
 
@@ -412,7 +300,7 @@ async def test_wrong_shapes_close_the_connection(frame: Any, reason: str) -> Non
             client = await Client.connect(source)
             await client.send(frame)
             assert await client.closed_by_server()
-            assert errors(source, reason) == 1
+            assert input_errors(source, reason) == 1
             await still_serves(source, sink)
 
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from shipper.sources.forward import ForwardSourceConfig
-from tests.shipper.sources.forward._peer import Peer, input_errors, refused, serving, until
+from tests.shipper.sources.forward._support import Peer, input_errors, refused, serving, until
 
 pytestmark = pytest.mark.anyio
 KEY = "s3cret"

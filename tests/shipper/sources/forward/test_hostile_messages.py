@@ -13,7 +13,7 @@ import pytest
 
 from shipper.sources.forward import FrameDecoder, decode_message
 from shipper.sources.forward.errors import ForwardDecodeError
-from tests.shipper.sources.forward._peer import Peer, input_errors, serving
+from tests.shipper.sources.forward._support import Peer, input_errors, serving
 
 pytestmark = pytest.mark.anyio
 
