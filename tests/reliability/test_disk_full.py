@@ -13,10 +13,9 @@ import pytest
 
 from shipper import metrics
 from shipper.config import parse_config
-from shipper.sinks import registry
 from shipper.topology import Topology
 from tests.reliability._harness import Summary, count_numbers
-from tests.shipper.test_pipeline import GateSink
+from tests.shipper._gate_sink import GateSink, install_gate_sink
 
 pytestmark = [pytest.mark.reliability, pytest.mark.anyio]
 
@@ -38,9 +37,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 async def test_full_disk_blocks_sources_and_recovers(tmp_path: Path, small_disk: Path, monkeypatch: pytest.MonkeyPatch,
                                                      caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setitem(registry._IMPLEMENTATIONS, "file", "tests.shipper.test_pipeline:GateSink")
-    GateSink.gate_open = False
-    GateSink.accepted = []
+    install_gate_sink(monkeypatch)
     logs = tmp_path / "logs"
     logs.mkdir()
     total = 60_000  # ~20 MiB of lines for a 6 MiB disk

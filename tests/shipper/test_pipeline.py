@@ -11,34 +11,15 @@ import pytest
 
 from shipper import metrics
 from shipper.config import parse_config
-from shipper.event import Event
-from shipper.sinks import registry
-from shipper.sinks._common.base import Sink
-from shipper.sinks._common.outcome import SendOutcome, TransientSinkError
 from shipper.topology import Topology
+from tests.shipper._gate_sink import GateSink, install_gate_sink
 
 pytestmark = pytest.mark.anyio
 
 
-class GateSink(Sink):
-    """Refuses everything (503) while closed; records what it accepts."""
-
-    gate_open = False
-    accepted: list[int] = []
-
-    async def send(self, events: list[Event]) -> SendOutcome:
-        if not GateSink.gate_open:
-            raise TransientSinkError(self.name, "503 service unavailable")
-        GateSink.accepted.extend(e.record["n"] for e in events)
-        return SendOutcome.ok(sum(len(e.raw) for e in events))
-
-
 @pytest.fixture
 def gate_sink(monkeypatch: pytest.MonkeyPatch) -> type[GateSink]:
-    monkeypatch.setitem(registry._IMPLEMENTATIONS, "file", f"{__name__}:GateSink")
-    GateSink.gate_open = False
-    GateSink.accepted = []
-    return GateSink
+    return install_gate_sink(monkeypatch)
 
 
 def _write_lines(path: Path, n: int, pad: int = 300) -> int:
