@@ -145,6 +145,9 @@ def lookup_path(record: dict[str, Any], meta: dict[str, Any], parts: tuple[str, 
     """The value at a pre-split dotted path, in the record first, then in ``meta``; ``missing`` if absent.
 
     Paths under :data:`AUTHORITATIVE_ROOTS` read ``meta`` alone when the shipper derived that root.
+    A key holding dots (the label ``app.kubernetes.io/name``) is found when the path as split misses:
+    ``kubernetes.pod_labels.app.kubernetes.io/name`` then tries the longest keys joined from the
+    remaining parts first.
     """
     roots = (meta,) if parts[0] in AUTHORITATIVE_ROOTS and parts[0] in meta else (record, meta)
     for root in roots:
@@ -156,7 +159,29 @@ def lookup_path(record: dict[str, Any], meta: dict[str, Any], parts: tuple[str, 
                 break
         else:
             return cur
+        if len(parts) > 1:
+            found = _lookup_joined(root, parts, 0)
+            if found is not _ABSENT:
+                return found
     return missing
+
+
+_ABSENT: Any = object()
+
+
+def _lookup_joined(cur: Any, parts: tuple[str, ...], i: int) -> Any:
+    """The value at ``parts[i:]`` below ``cur`` where a key may be several parts joined by dots."""
+    if i == len(parts):
+        return cur
+    if not isinstance(cur, dict):
+        return _ABSENT
+    for j in range(len(parts), i, -1):
+        key = parts[i] if j == i + 1 else ".".join(parts[i:j])
+        if key in cur:
+            found = _lookup_joined(cur[key], parts, j)
+            if found is not _ABSENT:
+                return found
+    return _ABSENT
 
 
 def record_from_payload(payload: str) -> dict[str, Any]:

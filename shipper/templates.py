@@ -1,5 +1,11 @@
 """``{{ field.path }}`` templates over an event's record and metadata (labels, streams, indices).
 
+A field is a dotted path; a key that itself holds dots or slashes (the label
+``app.kubernetes.io/name``) is found by writing it as part of the path
+(``{{ kubernetes.pod_labels.app.kubernetes.io/name }}``, see :func:`shipper.event.lookup_path`).
+Alternatives follow ``| default(...)``: ``{{ kubernetes.pod_labels.app | default(service) | default("web") }}``
+is the first of them that is present and not empty, a quoted literal being always present.
+
 Names built from event fields are hostile input: besides rendering, this module holds the one
 budget every sink uses to bound how many distinct names its templates create (:class:`NameGuard`),
 charged per tenant (:func:`tenant_of`) so one pod cannot spend what the others need.
@@ -10,29 +16,77 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from shipper.event import Event
+from shipper.event import Event, lookup_path
 
-_FIELD = re.compile(r"\{\{\s*([A-Za-z0-9_@.\-]+)\s*\}\}")
+_PATH = r"[A-Za-z0-9_@.\-/]+"
+_CHOICE = rf'(?:{_PATH}|"[^"{{}}]*")'
+_FIELD = re.compile(rf"\{{\{{\s*({_PATH}(?:\s*\|\s*default\(\s*{_CHOICE}\s*\))*)\s*\}}\}}")
+_DEFAULT = re.compile(rf"\|\s*default\(\s*({_CHOICE})\s*\)")
 
 #: The window over which name budgets are counted (they start afresh each hour).
 WINDOW_SECS = 3600.0
 
 
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One alternative of a template field: a pre-split dotted path, or a literal (``path`` None)."""
+
+    path: tuple[str, ...] | None
+    literal: str = ""
+
+
 @lru_cache(maxsize=1024)
 def compile_template(template: str) -> tuple[list[str], list[str]]:
-    """``(literals, field paths)`` of ``template``; ``literals`` has one more element (cached)."""
+    """``(literals, fields)`` of ``template``; ``literals`` has one more element (cached).
+
+    A field is its dotted path, or with alternatives ``path | default(other) | default("text")``
+    (spaces normalised); :func:`choices` splits it, :func:`lookup_field` reads it.
+    """
     literals: list[str] = []
     fields: list[str] = []
     pos = 0
     for m in _FIELD.finditer(template):
         literals.append(template[pos : m.start()])
-        fields.append(m.group(1))
+        fields.append(_normalised(m.group(1)))
         pos = m.end()
     literals.append(template[pos:])
     return literals, fields
+
+
+def _normalised(field: str) -> str:
+    head = field.split("|", 1)[0].strip()
+    return "".join([head, *(f" | default({c})" for c in _DEFAULT.findall(field))])
+
+
+def has_alternatives(field: str) -> bool:
+    """Whether a field of :func:`compile_template` has ``| default(...)`` alternatives."""
+    return "|" in field
+
+
+@lru_cache(maxsize=4096)
+def choices(field: str) -> tuple[Choice, ...]:
+    """The alternatives of a field of :func:`compile_template`, in order (one for a plain path)."""
+    head = field.split("|", 1)[0].strip()
+    out = [Choice(tuple(head.split(".")))]
+    for c in _DEFAULT.findall(field) if has_alternatives(field) else ():
+        out.append(Choice(None, c[1:-1]) if c.startswith('"') else Choice(tuple(c.split("."))))
+    return tuple(out)
+
+
+def lookup_field(record: dict[str, Any], meta: dict[str, Any], field: str) -> Any:
+    """A field's value: a plain path's as :func:`lookup_path` finds it (None when absent); else the
+    first alternative present and not empty (None when none is)."""
+    if not has_alternatives(field):
+        return lookup_path(record, meta, choices(field)[0].path or ())
+    for c in choices(field):
+        v = c.literal if c.path is None else lookup_path(record, meta, c.path)
+        if v is not None and v != "":
+            return v
+    return None
 
 
 def is_template(text: str) -> bool:
@@ -45,8 +99,9 @@ def render(template: str, event: Event, missing: str = "") -> str:
     if not fields:
         return template
     out = [literals[0]]
-    for i, path in enumerate(fields):
-        v: Any = event.get(path)
+    record, meta = event.record, event.meta
+    for i, field in enumerate(fields):
+        v: Any = lookup_field(record, meta, field)
         out.append(missing if v is None else str(v))
         out.append(literals[i + 1])
     return "".join(out)

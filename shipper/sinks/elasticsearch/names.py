@@ -24,8 +24,8 @@ from functools import lru_cache
 from typing import Any
 
 from shipper import metrics
-from shipper.event import Event, lookup_path
-from shipper.templates import NameGuard, compile_template, is_template, pod_budget, tenant_of
+from shipper.event import Event
+from shipper.templates import NameGuard, compile_template, is_template, lookup_field, pod_budget, tenant_of
 
 log = logging.getLogger("shipper.sinks.elasticsearch")
 
@@ -108,7 +108,7 @@ class IndexNamer:
         self._dated = "%" in pattern and not data_stream
         self._templated = is_template(pattern)
         self._granularity = _granularity(pattern) if self._dated else 1
-        self._paths = [tuple(p.split(".")) for p in compile_template(pattern)[1]]
+        self._fields = compile_template(pattern)[1]
         if guard is None:
             guard = NameGuard(max_indices, pod_budget(max_indices, max_indices_per_pod, DEFAULT_INDICES_PER_POD))
         self.guard = guard
@@ -132,7 +132,7 @@ class IndexNamer:
             return _literal(name)
         tenant = tenant_of(event.meta)
         record, meta = event.record, event.meta
-        values = tuple([_text(lookup_path(record, meta, p)) for p in self._paths])
+        values = tuple([_text(lookup_field(record, meta, f)) for f in self._fields])
         key = (name, tenant, values)
         hit = self._names.get(key)
         if hit is None:

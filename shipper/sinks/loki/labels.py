@@ -28,7 +28,16 @@ from typing import Any
 
 from shipper import metrics
 from shipper.event import AUTHORITATIVE_ROOTS, Event, lookup_path
-from shipper.templates import WINDOW_SECS, NameGuard, compile_template, pod_budget, render, tenant_of
+from shipper.templates import (
+    WINDOW_SECS,
+    NameGuard,
+    compile_template,
+    has_alternatives,
+    lookup_field,
+    pod_budget,
+    render,
+    tenant_of,
+)
 
 log = logging.getLogger("shipper.sinks.loki")
 
@@ -61,7 +70,10 @@ def format_labels(pairs: Iterable[tuple[str, str]]) -> str:
 
 
 def field_getter(path: str) -> Getter:
-    """A fast :func:`lookup_path` of one path: ``(record, meta) -> value`` (paths of one or two parts)."""
+    """A fast :func:`lookup_path` of one template field: ``(record, meta) -> value`` (paths of one or
+    two parts inline; alternatives through :func:`~shipper.templates.lookup_field`)."""
+    if has_alternatives(path):
+        return lambda record, meta: lookup_field(record, meta, path)
     parts = tuple(path.split("."))
     if len(parts) == 1:
         (key,) = parts
@@ -85,7 +97,7 @@ def field_getter(path: str) -> Getter:
             d = root.get(a)
             if isinstance(d, dict) and b in d:
                 return d[b]
-        return None
+        return lookup_path(record, meta, parts)  # a miss: a key "a.b" may hold it
 
     return get2
 
@@ -179,7 +191,8 @@ class LabelRenderer:
                 if path not in paths:
                     paths.append(path)
         self._getters = [field_getter(p) for p in paths]
-        self._names = tuple(paths) if all("." not in p for p in paths) else None
+        # Top-level keys only: the fast path reads them straight from the record.
+        self._names = tuple(paths) if all("." not in p and not has_alternatives(p) for p in paths) else None
         self._fast: dict[tuple[Any, ...], tuple[str, Pairs]] = {}
         self._slow: dict[tuple[Any, ...], tuple[str, Pairs]] = {}
         overflow = tuple(sorted((name, OVERFLOW_VALUE) for name in self.templates))
