@@ -8,7 +8,6 @@ day again as version 2, keeping version 1; both verify deeply.
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import date
 from pathlib import Path
@@ -23,6 +22,7 @@ from shipper.sinks.elasticsearch.config import ElasticsearchSinkConfig
 from shipper.sinks.elasticsearch.sink import ElasticsearchSink
 from shipper.sinks.loki.config import LokiSinkConfig
 from shipper.sinks.loki.sink import LokiSink
+from tests.factories import event, iso_ms
 from tests.services.es import Elasticsearch
 from tests.services.loki import Loki
 
@@ -40,11 +40,10 @@ def _late_events(day: date, run: str, n: int) -> list[Event]:
         ts = start + i * 10**9
         record = {"timestamp": "", "level": "late", "logger": "app.backlog", "message": f"late {i} {run}",
                   "service": "api", "environment": "test", "run": run}
-        secs = ts // 10**9
-        record["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + ".000Z"
+        record["timestamp"] = iso_ms(ts)
         meta = {"id": f"beef:{i * 512}", "source": "app",
                 "kubernetes": {"namespace": "prod", "pod_name": "api-late", "container_name": "app"}}
-        out.append(Event(None, orjson.dumps(record).decode(), ts, meta))
+        out.append(event(raw=orjson.dumps(record).decode(), ts_ns=ts, meta=meta))
     return out
 
 
