@@ -74,31 +74,34 @@ def test_split_batches_respects_both_limits() -> None:
     assert [len(b) for b in split_batches(big, 10, 1000, lambda e: len(e.raw))] == [1]
 
 
-def test_partial_failure_retries_only_failed_events(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_partial_failure_retries_only_failed_events(tmp_path: Path) -> None:
     def half(events: list[Event]) -> SendOutcome:
         return SendOutcome(retry=[e for e in events if e.record["n"] % 2], reason="429 too many")
 
     sink = ScriptedSink([half])
-    asyncio.run(_run(tmp_path, sink, 10))
+    await _run(tmp_path, sink, 10)
     assert sink.calls[0] == list(range(10))
     assert sink.calls[1] == [1, 3, 5, 7, 9]
     assert sorted(sink.accepted) == list(range(10))  # each accepted exactly once
 
 
-def test_retry_after_is_honoured(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_retry_after_is_honoured(tmp_path: Path) -> None:
     sink = ScriptedSink([TransientSinkError("scripted", "503", retry_after=0.3)])
-    asyncio.run(_run(tmp_path, sink, 3, request={"concurrency": 1, "retry": {
-        "initial_backoff_secs": 0.001, "max_backoff_secs": 5}}))
+    await _run(tmp_path, sink, 3, request={"concurrency": 1, "retry": {
+        "initial_backoff_secs": 0.001, "max_backoff_secs": 5}})
     assert len(sink.calls) == 2
     assert sink.times[1] - sink.times[0] >= 0.29
 
 
-def test_permanent_errors_go_to_dead_letter_not_retried(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_permanent_errors_go_to_dead_letter_not_retried(tmp_path: Path) -> None:
     def reject_some(events: list[Event]) -> SendOutcome:
         return SendOutcome(rejected=[(e, "mapper_parsing_exception: bad field") for e in events[:2]])
 
     sink = ScriptedSink([reject_some, PermanentSinkError("scripted", "401 unauthorized")])
-    asyncio.run(_run(tmp_path, sink, 20))
+    await _run(tmp_path, sink, 20)
     assert len(sink.calls) == 2  # never retried
     lines = (tmp_path / "dead_letter" / "scripted.ndjson").read_bytes().splitlines()
     entries = [orjson.loads(x) for x in lines]
@@ -107,34 +110,38 @@ def test_permanent_errors_go_to_dead_letter_not_retried(tmp_path: Path) -> None:
     assert entries[5]["reason"] == "401 unauthorized"
 
 
-def test_max_attempts_bounds_retries(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_max_attempts_bounds_retries(tmp_path: Path) -> None:
     sink = ScriptedSink([TransientSinkError("scripted", "down")] * 100)
-    asyncio.run(_run(tmp_path, sink, 1, request={"concurrency": 1, "retry": {
-        "initial_backoff_secs": 0.001, "max_backoff_secs": 0.002, "max_attempts": 3}}))
+    await _run(tmp_path, sink, 1, request={"concurrency": 1, "retry": {
+        "initial_backoff_secs": 0.001, "max_backoff_secs": 0.002, "max_attempts": 3}})
     assert len(sink.calls) == 3
     entry = orjson.loads((tmp_path / "dead_letter" / "scripted.ndjson").read_bytes().splitlines()[0])
     assert "gave up after 3 attempts" in entry["reason"]
 
 
-def test_unexpected_exception_on_one_event_is_final_after_one_more_try(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_unexpected_exception_on_one_event_is_final_after_one_more_try(tmp_path: Path) -> None:
     sink = ScriptedSink([RuntimeError("bug")] * 100)
-    asyncio.run(_run(tmp_path, sink, 1))
+    await _run(tmp_path, sink, 1)
     assert sink.calls == [[0], [0]]
     entry = orjson.loads((tmp_path / "dead_letter" / "scripted.ndjson").read_bytes())
     assert entry["reason"] == "unexpected RuntimeError: bug"
 
 
-def test_unexpected_exception_once_is_retried(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_unexpected_exception_once_is_retried(tmp_path: Path) -> None:
     sink = ScriptedSink([RuntimeError("blip")])
-    asyncio.run(_run(tmp_path, sink, 3))
+    await _run(tmp_path, sink, 3)
     assert sorted(sink.accepted) == [0, 1, 2]
     assert not (tmp_path / "dead_letter" / "scripted.ndjson").exists()
 
 
-def test_metrics_recorded(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_metrics_recorded(tmp_path: Path) -> None:
     before = metrics.REGISTRY.get_sample_value("ecvi_shipper_events_sent_total", {"sink": "scripted"}) or 0
     sink = ScriptedSink([TransientSinkError("scripted", "timeout: x")])
-    asyncio.run(_run(tmp_path, sink, 5))
+    await _run(tmp_path, sink, 5)
     after = metrics.REGISTRY.get_sample_value("ecvi_shipper_events_sent_total", {"sink": "scripted"})
     assert after == before + 5
     assert (metrics.REGISTRY.get_sample_value("ecvi_shipper_retries_total",

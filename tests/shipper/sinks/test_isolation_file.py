@@ -29,25 +29,21 @@ def _payload(n: int, ts: str = GOOD_TS) -> str:
     return orjson.dumps({"timestamp": ts, "level": "info", "message": f"m{n}"}).decode()
 
 
-def _deliver(tmp_path: Path, events: list[Event], encoding: str) -> tuple[dict[str, list[bytes]], list[dict]]:
+async def _deliver(tmp_path: Path, events: list[Event], encoding: str) -> tuple[dict[str, list[bytes]], list[dict]]:
     cfg = FileSinkConfig.model_validate({
         "type": "file", "inputs": ["app"], "path": f"{tmp_path}/out/%Y/%Y-%m-%d.ndjson", "encoding": encoding,
         "healthcheck": False, "batch": {"max_events": 100, "timeout_secs": 0.01},
         "request": {"concurrency": 1, "retry": {"initial_backoff_secs": 0.01, "max_backoff_secs": 0.02}}})
     sink = FileSink("out", cfg, str(tmp_path))
-
-    async def main() -> None:
-        buf = DiskBuffer(tmp_path / "buf", "out")
-        drv = SinkDriver(sink, buf, cfg, str(tmp_path))
-        await drv.start()
-        await buf.append(events)
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 5
-        while buf.pending_events and loop.time() < end:
-            await asyncio.sleep(0.01)
-        await drv.stop(1)
-
-    asyncio.run(main())
+    buf = DiskBuffer(tmp_path / "buf", "out")
+    drv = SinkDriver(sink, buf, cfg, str(tmp_path))
+    await drv.start()
+    await buf.append(events)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 5
+    while buf.pending_events and loop.time() < end:
+        await asyncio.sleep(0.01)
+    await drv.stop(1)
     files = {str(p.relative_to(tmp_path / "out")): p.read_bytes().splitlines()
              for p in sorted((tmp_path / "out").rglob("*.ndjson"))}
     return files, list(read_dead_letters(tmp_path / "dead_letter" / "out.ndjson"))
@@ -58,13 +54,14 @@ def _repaired(source: str, reason: str) -> float:
         "ecvi_shipper_events_repaired_total", {"component": f"source:{source}", "reason": reason}) or 0.0
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("encoding", ["raw", "event"])
 @pytest.mark.parametrize("bad_ts", ["9999-12-31T23:59:59Z", "1600-01-01T00:00:00Z"])
-def test_out_of_range_time_costs_nothing_but_its_time(tmp_path: Path, bad_ts: str, encoding: str) -> None:
+async def test_out_of_range_time_costs_nothing_but_its_time(tmp_path: Path, bad_ts: str, encoding: str) -> None:
     source = f"f{bad_ts[:4]}{encoding}"
     before = _repaired(source, "time_out_of_range")
     payloads = [_payload(1), _payload(2, bad_ts), _payload(3)]
-    files, dead = _deliver(tmp_path, _tail(tmp_path, payloads, source), encoding)
+    files, dead = await _deliver(tmp_path, _tail(tmp_path, payloads, source), encoding)
     year = time.strftime("%Y", time.gmtime())
     today = time.strftime("%Y-%m-%d", time.gmtime())
     assert dead == []
@@ -83,10 +80,11 @@ def test_out_of_range_time_costs_nothing_but_its_time(tmp_path: Path, bad_ts: st
     assert _repaired(source, "time_out_of_range") == before + 1
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("ts_ns", [-(2**63), 2**63 - 1, -1, 0])
-def test_any_int64_time_has_a_path(tmp_path: Path, ts_ns: int) -> None:
+async def test_any_int64_time_has_a_path(tmp_path: Path, ts_ns: int) -> None:
     events = [Event(None, '{"message":"edge"}', ts_ns, {"source": "edge"})]
-    files, dead = _deliver(tmp_path, events, "event")
+    files, dead = await _deliver(tmp_path, events, "event")
     assert dead == []
     [(path, lines)] = files.items()
     expected = time.strftime("%Y/%Y-%m-%d.ndjson", time.gmtime(ts_ns // 1_000_000_000))
@@ -94,14 +92,15 @@ def test_any_int64_time_has_a_path(tmp_path: Path, ts_ns: int) -> None:
     assert orjson.loads(lines[0])["ts_ns"] == ts_ns
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("depth", [300, 1000])
-def test_deep_record_is_delivered_as_text(tmp_path: Path, depth: int) -> None:
+async def test_deep_record_is_delivered_as_text(tmp_path: Path, depth: int) -> None:
     deep = '{"a":' * depth + "1" + "}" * depth
     lazy = '{"timestamp":"' + GOOD_TS + '","d":' + deep + "}"  # time taken without parsing the record
     source = f"fdeep{depth}"
     before = _repaired(source, "too_deep")
     payloads = [_payload(1), deep, lazy, _payload(4)]
-    files, dead = _deliver(tmp_path, _tail(tmp_path, payloads, source), "event")
+    files, dead = await _deliver(tmp_path, _tail(tmp_path, payloads, source), "event")
     assert dead == []
     docs = [orjson.loads(x) for lines in files.values() for x in lines]
     assert [d["record"].get("message") for d in docs] == ["m1", deep, lazy, "m4"]
@@ -109,7 +108,8 @@ def test_deep_record_is_delivered_as_text(tmp_path: Path, depth: int) -> None:
     assert _repaired(source, "too_deep") == before + 2
 
 
-def test_event_the_sink_cannot_encode_is_rejected_alone(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_event_the_sink_cannot_encode_is_rejected_alone(tmp_path: Path) -> None:
     bad = Event({"message": "bad"}, "bad", 1735689600 * 10**9, {"source": "x"})
     nested: object = 1
     for _ in range(300):  # a record built in code (a transform, say) past what orjson writes
@@ -118,7 +118,7 @@ def test_event_the_sink_cannot_encode_is_rejected_alone(tmp_path: Path) -> None:
     events = [Event(None, _payload(1), 1735689600 * 10**9), bad, Event(None, _payload(3), 1735689600 * 10**9)]
     labels = {"component": "sink:out", "reason": "dead_letter_unwritable"}
     dropped = metrics.REGISTRY.get_sample_value("ecvi_shipper_events_dropped_total", labels) or 0.0
-    files, dead = _deliver(tmp_path, events, "event")
+    files, dead = await _deliver(tmp_path, events, "event")
     docs = [orjson.loads(x) for lines in files.values() for x in lines]
     assert [d["record"]["message"] for d in docs] == ["m1", "m3"]
     if dead:  # a dead-letter writer that can hold any record

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -95,12 +94,14 @@ def test_distinct_groups_are_bounded_with_an_overflow_group(tmp_path: Path) -> N
     assert _overflow_count("cw-groups") == 47
 
 
-def test_overflowed_events_are_sent_to_the_overflow_stream(tmp_path: Path, stub: Stubber, logs_client: Any) -> None:
+@pytest.mark.anyio
+async def test_overflowed_events_are_sent_to_the_overflow_stream(tmp_path: Path, stub: Stubber,
+                                                                logs_client: Any) -> None:
     sink = _sink(tmp_path, logs_client, name="cw-send", max_streams=1)
     a, b, c = _event("x", pod="pod-a", n=0), _event("x", pod="pod-b", n=1), _event("x", pod="pod-c", n=2)
     stub.add_response("put_log_events", {}, put_params("/ecvi/test", "pod-a", [a]))
     stub.add_response("put_log_events", {}, put_params("/ecvi/test", "__overflow__", [b, c]))
-    outcome = asyncio.run(sink.send([a, b, c]))
+    outcome = await sink.send([a, b, c])
     assert (outcome.retry, outcome.rejected) == ([], [])
 
 

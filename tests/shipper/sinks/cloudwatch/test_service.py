@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -76,44 +75,50 @@ def test_classify_error_reasons_name_the_problem() -> None:
     assert classify_error(ValueError("a bug")) is None
 
 
-def _create(stub: Stubber, client: Any, retention: int | None = 30) -> None:
-    asyncio.run(LogsService(client, retention_days=retention).create_stream("/ecvi/g", "pod-a"))
+async def _create(stub: Stubber, client: Any, retention: int | None = 30) -> None:
+    await LogsService(client, retention_days=retention).create_stream("/ecvi/g", "pod-a")
 
 
-def test_new_group_is_created_with_retention(stub: Stubber, logs_client: Any) -> None:
+@pytest.mark.anyio
+async def test_new_group_is_created_with_retention(stub: Stubber, logs_client: Any) -> None:
     stream = {"logGroupName": "/ecvi/g", "logStreamName": "pod-a"}
     stub.add_client_error("create_log_stream", "ResourceNotFoundException", expected_params=stream)
     stub.add_response("create_log_group", {}, {"logGroupName": "/ecvi/g"})
     stub.add_response("put_retention_policy", {}, {"logGroupName": "/ecvi/g", "retentionInDays": 30})
     stub.add_response("create_log_stream", {}, stream)
-    _create(stub, logs_client)
+    await _create(stub, logs_client)
 
 
-def test_existing_group_only_gets_the_stream(stub: Stubber, logs_client: Any) -> None:
+@pytest.mark.anyio
+async def test_existing_group_only_gets_the_stream(stub: Stubber, logs_client: Any) -> None:
     stub.add_response("create_log_stream", {}, {"logGroupName": "/ecvi/g", "logStreamName": "pod-a"})
-    _create(stub, logs_client)
+    await _create(stub, logs_client)
 
 
-def test_stream_created_meanwhile_is_fine(stub: Stubber, logs_client: Any) -> None:
+@pytest.mark.anyio
+async def test_stream_created_meanwhile_is_fine(stub: Stubber, logs_client: Any) -> None:
     stub.add_client_error("create_log_stream", "ResourceAlreadyExistsException")
-    _create(stub, logs_client)
+    await _create(stub, logs_client)
 
 
-def test_group_created_by_someone_else_keeps_its_retention(stub: Stubber, logs_client: Any) -> None:
+@pytest.mark.anyio
+async def test_group_created_by_someone_else_keeps_its_retention(stub: Stubber, logs_client: Any) -> None:
     stub.add_client_error("create_log_stream", "ResourceNotFoundException")
     stub.add_client_error("create_log_group", "ResourceAlreadyExistsException")
     stub.add_response("create_log_stream", {})
-    _create(stub, logs_client)
+    await _create(stub, logs_client)
 
 
-def test_no_retention_when_unset(stub: Stubber, logs_client: Any) -> None:
+@pytest.mark.anyio
+async def test_no_retention_when_unset(stub: Stubber, logs_client: Any) -> None:
     stub.add_client_error("create_log_stream", "ResourceNotFoundException")
     stub.add_response("create_log_group", {})
     stub.add_response("create_log_stream", {})
-    _create(stub, logs_client, retention=None)
+    await _create(stub, logs_client, retention=None)
 
 
-def test_retention_refused_is_logged_not_fatal(
+@pytest.mark.anyio
+async def test_retention_refused_is_logged_not_fatal(
     stub: Stubber, logs_client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     stub.add_client_error("create_log_stream", "ResourceNotFoundException")
@@ -121,37 +126,40 @@ def test_retention_refused_is_logged_not_fatal(
     stub.add_client_error("put_retention_policy", "AccessDeniedException", "not allowed")
     stub.add_response("create_log_stream", {})
     with caplog.at_level(logging.ERROR):
-        _create(stub, logs_client)
+        await _create(stub, logs_client)
     assert "could not set retention of 30 days on log group /ecvi/g" in caplog.text
 
 
-def test_retention_throttled_is_set_on_the_next_attempt(stub: Stubber, logs_client: Any) -> None:
+@pytest.mark.anyio
+async def test_retention_throttled_is_set_on_the_next_attempt(stub: Stubber, logs_client: Any) -> None:
     service = LogsService(logs_client, retention_days=7)
     stub.add_client_error("create_log_stream", "ResourceNotFoundException")
     stub.add_response("create_log_group", {})
     stub.add_client_error("put_retention_policy", "ThrottlingException")
     with pytest.raises(ClientError):
-        asyncio.run(service.create_stream("/ecvi/g", "pod-a"))
+        await service.create_stream("/ecvi/g", "pod-a")
     stub.add_response("put_retention_policy", {}, {"logGroupName": "/ecvi/g", "retentionInDays": 7})
     stub.add_response("create_log_stream", {})
-    asyncio.run(service.create_stream("/ecvi/g", "pod-a"))
+    await service.create_stream("/ecvi/g", "pod-a")
 
 
-def test_put_returns_rejected_info(stub: Stubber, logs_client: Any) -> None:
+@pytest.mark.anyio
+async def test_put_returns_rejected_info(stub: Stubber, logs_client: Any) -> None:
     events = [to_log_event(make_event(i)) for i in range(3)]
     info = {"tooOldLogEventEndIndex": 1}
     stub.add_response(
         "put_log_events", {"nextSequenceToken": "1", "rejectedLogEventsInfo": info},
         {"logGroupName": "g", "logStreamName": "s", "logEvents": [e.to_api() for e in events]},
     )
-    got = asyncio.run(LogsService(logs_client, retention_days=None).put("g", "s", events))
+    got = await LogsService(logs_client, retention_days=None).put("g", "s", events)
     assert got == info
 
 
-def test_put_answers_a_legacy_sequence_token_request_once(stub: Stubber, logs_client: Any) -> None:
+@pytest.mark.anyio
+async def test_put_answers_a_legacy_sequence_token_request_once(stub: Stubber, logs_client: Any) -> None:
     events = [to_log_event(make_event(0))]
     params = {"logGroupName": "g", "logStreamName": "s", "logEvents": [e.to_api() for e in events]}
     stub.add_client_error("put_log_events", "InvalidSequenceTokenException",
                           modeled_fields={"expectedSequenceToken": "49"}, expected_params=params)
     stub.add_response("put_log_events", {}, {**params, "sequenceToken": "49"})
-    assert asyncio.run(LogsService(logs_client, retention_days=None).put("g", "s", events)) == {}
+    assert await LogsService(logs_client, retention_days=None).put("g", "s", events) == {}

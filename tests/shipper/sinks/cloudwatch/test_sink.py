@@ -35,46 +35,50 @@ def make_sink(logs_client: Any, tmp_path: Path) -> SinkFactory:
     return make
 
 
-def _send(sink: CloudWatchSink, events: list[Event]) -> SendOutcome:
-    return asyncio.run(sink.send(events))
+async def _send(sink: CloudWatchSink, events: list[Event]) -> SendOutcome:
+    return await sink.send(events)
 
 
 def _ns(events: list[Event]) -> list[int]:
     return [e.record["n"] for e in events]
 
 
-def test_events_partitioned_per_stream_and_sorted(stub: Stubber, make_sink: SinkFactory) -> None:
+@pytest.mark.anyio
+async def test_events_partitioned_per_stream_and_sorted(stub: Stubber, make_sink: SinkFactory) -> None:
     a = [make_event(n, "pod-a", NOW_MS - ago) for n, ago in ((0, 10), (1, 30), (2, 20))]
     b = [make_event(3, "pod-b", NOW_MS - 5), make_event(4, "pod-b", NOW_MS - 50)]
     stub.add_response("put_log_events", {}, put_params(GROUP, "pod-a", [a[1], a[2], a[0]]))
     stub.add_response("put_log_events", {}, put_params(GROUP, "pod-b", [b[1], b[0]]))
-    outcome = _send(make_sink(), [a[0], b[0], a[1], a[2], b[1]])
+    outcome = await _send(make_sink(), [a[0], b[0], a[1], a[2], b[1]])
     assert (outcome.retry, outcome.rejected) == ([], [])
     assert outcome.sent_bytes == 5 * (6 + 26)
 
 
-def test_templates_render_group_and_stream_with_fallback(stub: Stubber, make_sink: SinkFactory) -> None:
+@pytest.mark.anyio
+async def test_templates_render_group_and_stream_with_fallback(stub: Stubber, make_sink: SinkFactory) -> None:
     with_service = Event({"service": "api:v2"}, "x", (NOW_MS - 1) * 1_000_000, {})
     stub.add_response("put_log_events", {}, put_params("/ecvi/api_v2", "unknown", [with_service]))
     sink = make_sink(group="/ecvi/{{ service }}")
     assert sink.destination(with_service) == ("/ecvi/api_v2", "unknown")
     assert sink.destination(make_event(0, pod=None)) == ("/ecvi/unknown", "unknown")
-    assert _send(sink, [with_service]).rejected == []
+    assert (await _send(sink, [with_service])).rejected == []
 
 
-def test_events_aws_would_refuse_are_rejected_not_sent(stub: Stubber, make_sink: SinkFactory) -> None:
+@pytest.mark.anyio
+async def test_events_aws_would_refuse_are_rejected_not_sent(stub: Stubber, make_sink: SinkFactory) -> None:
     old = make_event(0, ts_ms=NOW_MS - MAX_AGE_MS - 1)
     new = make_event(1, ts_ms=NOW_MS + MAX_AHEAD_MS + 1)
     empty = make_event(2, raw="")
     fine = make_event(3)
     stub.add_response("put_log_events", {}, put_params(GROUP, "pod-a", [fine]))
-    outcome = _send(make_sink(), [old, new, empty, fine])
+    outcome = await _send(make_sink(), [old, new, empty, fine])
     reasons = {e.record["n"]: r.split(":")[0] for e, r in outcome.rejected}
     assert reasons == {0: "too_old", 1: "too_new", 2: "empty_message"}
     assert outcome.retry == []
 
 
-def test_oversize_event_truncated_and_flagged(stub: Stubber, make_sink: SinkFactory) -> None:
+@pytest.mark.anyio
+async def test_oversize_event_truncated_and_flagged(stub: Stubber, make_sink: SinkFactory) -> None:
     big = make_event(0, raw="z" * 300_000)
     expected = "z" * (262_118 - len(TRUNCATION_MARKER.encode())) + TRUNCATION_MARKER
     stub.add_response("put_log_events", {}, {
@@ -82,26 +86,28 @@ def test_oversize_event_truncated_and_flagged(stub: Stubber, make_sink: SinkFact
         "logEvents": [{"timestamp": big.ts_ns // 1_000_000, "message": expected}],
     })
     sink = make_sink(max_event_bytes=262_144)
-    outcome = _send(sink, [big])
+    outcome = await _send(sink, [big])
     assert outcome.rejected == [] and outcome.sent_bytes == 262_144
     assert big.meta["truncated"] is True
     assert sink.truncated_events == 1
 
 
-def test_rejected_log_events_info_goes_to_rejected(stub: Stubber, make_sink: SinkFactory) -> None:
+@pytest.mark.anyio
+async def test_rejected_log_events_info_goes_to_rejected(stub: Stubber, make_sink: SinkFactory) -> None:
     events = [make_event(i) for i in range(5)]
     stub.add_response(
         "put_log_events",
         {"rejectedLogEventsInfo": {"tooOldLogEventEndIndex": 1, "tooNewLogEventStartIndex": 4}},
         put_params(GROUP, "pod-a", events),
     )
-    outcome = _send(make_sink(), events)
+    outcome = await _send(make_sink(), events)
     assert [(e.record["n"], r.split(":")[0]) for e, r in outcome.rejected] == [(0, "too_old"), (4, "too_new")]
     assert outcome.retry == []
     assert outcome.sent_bytes == 3 * (6 + 26)
 
 
-def test_missing_stream_and_group_created_then_sent(stub: Stubber, make_sink: SinkFactory) -> None:
+@pytest.mark.anyio
+async def test_missing_stream_and_group_created_then_sent(stub: Stubber, make_sink: SinkFactory) -> None:
     events = [make_event(0), make_event(1)]
     stub.add_client_error("put_log_events", "ResourceNotFoundException", "The log group does not exist.",
                           expected_params=put_params(GROUP, "pod-a", events))
@@ -110,29 +116,32 @@ def test_missing_stream_and_group_created_then_sent(stub: Stubber, make_sink: Si
     stub.add_response("put_retention_policy", {}, {"logGroupName": GROUP, "retentionInDays": 14})
     stub.add_response("create_log_stream", {}, {"logGroupName": GROUP, "logStreamName": "pod-a"})
     stub.add_response("put_log_events", {}, put_params(GROUP, "pod-a", events))
-    outcome = _send(make_sink(retention_days=14), events)
+    outcome = await _send(make_sink(retention_days=14), events)
     assert (outcome.retry, outcome.rejected) == ([], [])
 
 
-def test_stream_still_missing_after_creating_it_is_retried(stub: Stubber, make_sink: SinkFactory) -> None:
+@pytest.mark.anyio
+async def test_stream_still_missing_after_creating_it_is_retried(stub: Stubber, make_sink: SinkFactory) -> None:
     stub.add_client_error("put_log_events", "ResourceNotFoundException")
     stub.add_response("create_log_stream", {})
     stub.add_client_error("put_log_events", "ResourceNotFoundException")
     with pytest.raises(TransientSinkError, match="just after creating it"):
-        _send(make_sink(), [make_event(0)])
+        await _send(make_sink(), [make_event(0)])
 
 
-def test_missing_stream_without_create_missing_is_rejected(stub: Stubber, make_sink: SinkFactory) -> None:
+@pytest.mark.anyio
+async def test_missing_stream_without_create_missing_is_rejected(stub: Stubber, make_sink: SinkFactory) -> None:
     stub.add_client_error("put_log_events", "ResourceNotFoundException", "The log stream does not exist.")
-    outcome = _send(make_sink(create_missing=False), [make_event(0)])
+    outcome = await _send(make_sink(create_missing=False), [make_event(0)])
     [(_event, reason)] = outcome.rejected
     assert reason.startswith("not_found: The log stream does not exist. (create_missing is off)")
 
 
-def test_throttled_send_raises_transient_with_a_floor(stub: Stubber, make_sink: SinkFactory) -> None:
+@pytest.mark.anyio
+async def test_throttled_send_raises_transient_with_a_floor(stub: Stubber, make_sink: SinkFactory) -> None:
     stub.add_client_error("put_log_events", "ThrottlingException", "Rate exceeded")
     with pytest.raises(TransientSinkError) as err:
-        _send(make_sink(), [make_event(0)])
+        await _send(make_sink(), [make_event(0)])
     assert err.value.reason == "ThrottlingException: Rate exceeded"
     assert err.value.retry_after == 1.0
 
@@ -142,51 +151,57 @@ def _three_streams() -> tuple[list[Event], list[Event], list[Event]]:
             [make_event(i, "pod-c") for i in range(6, 9)])
 
 
-def test_failed_call_retries_only_itself_and_unsent_calls(stub: Stubber, make_sink: SinkFactory) -> None:
+@pytest.mark.anyio
+async def test_failed_call_retries_only_itself_and_unsent_calls(stub: Stubber, make_sink: SinkFactory) -> None:
     a, b, c = _three_streams()
     stub.add_response("put_log_events", {}, put_params(GROUP, "pod-a", a))
     stub.add_client_error("put_log_events", "ServiceUnavailableException", "try later", 503,
                           expected_params=put_params(GROUP, "pod-b", b))
-    outcome = _send(make_sink(), a + b + c)
+    outcome = await _send(make_sink(), a + b + c)
     assert _ns(outcome.retry) == _ns(b + c)
     assert outcome.rejected == []
     assert outcome.reason == "ServiceUnavailableException: try later"
     assert outcome.sent_bytes == 3 * (6 + 26)
 
 
-def test_access_denied_is_permanent(stub: Stubber, make_sink: SinkFactory) -> None:
+@pytest.mark.anyio
+async def test_access_denied_is_permanent(stub: Stubber, make_sink: SinkFactory) -> None:
     stub.add_client_error("put_log_events", "UnrecognizedClientException", "The security token is invalid.")
     with pytest.raises(PermanentSinkError, match="access_denied: AWS refused the credentials"):
-        _send(make_sink(), [make_event(0)])
+        await _send(make_sink(), [make_event(0)])
 
 
-def test_access_denied_after_an_accepted_call_spares_it(stub: Stubber, make_sink: SinkFactory) -> None:
+@pytest.mark.anyio
+async def test_access_denied_after_an_accepted_call_spares_it(stub: Stubber, make_sink: SinkFactory) -> None:
     a, b, c = _three_streams()
     stub.add_response("put_log_events", {})
     stub.add_client_error("put_log_events", "AccessDeniedException", "no", 403)
-    outcome = _send(make_sink(), a + b + c)
+    outcome = await _send(make_sink(), a + b + c)
     assert _ns([e for e, _ in outcome.rejected]) == _ns(b + c)
     assert outcome.retry == []
 
 
-def test_invalid_parameter_rejects_that_call_only(stub: Stubber, make_sink: SinkFactory) -> None:
+@pytest.mark.anyio
+async def test_invalid_parameter_rejects_that_call_only(stub: Stubber, make_sink: SinkFactory) -> None:
     a, b, _ = _three_streams()
     stub.add_client_error("put_log_events", "InvalidParameterException", "bad stream")
     stub.add_response("put_log_events", {}, put_params(GROUP, "pod-b", b))
-    outcome = _send(make_sink(), a + b)
+    outcome = await _send(make_sink(), a + b)
     assert _ns([e for e, _ in outcome.rejected]) == _ns(a)
     reason = outcome.rejected[0][1]
     assert reason == "invalid_parameter: InvalidParameterException: bad stream (/ecvi/test / pod-a)"
     assert outcome.retry == []
 
 
-def test_data_already_accepted_counts_as_sent(stub: Stubber, make_sink: SinkFactory) -> None:
+@pytest.mark.anyio
+async def test_data_already_accepted_counts_as_sent(stub: Stubber, make_sink: SinkFactory) -> None:
     stub.add_client_error("put_log_events", "DataAlreadyAcceptedException")
-    outcome = _send(make_sink(), [make_event(0)])
+    outcome = await _send(make_sink(), [make_event(0)])
     assert (outcome.retry, outcome.rejected) == ([], [])
 
 
-def test_unexpected_error_after_an_accepted_call_keeps_it(
+@pytest.mark.anyio
+async def test_unexpected_error_after_an_accepted_call_keeps_it(
     monkeypatch: pytest.MonkeyPatch, make_sink: SinkFactory
 ) -> None:
     calls: list[str] = []
@@ -200,14 +215,15 @@ def test_unexpected_error_after_an_accepted_call_keeps_it(
     monkeypatch.setattr(LogsService, "put", put)
     a, b, c = _three_streams()
     sink = make_sink()
-    outcome = _send(sink, a + b + c)
+    outcome = await _send(sink, a + b + c)
     assert _ns(outcome.retry) == _ns(b + c)
     assert outcome.reason == "unexpected RuntimeError: a bug"
     with pytest.raises(RuntimeError):  # first call: the driver's bounded handling sees it
-        _send(sink, b + c)
+        await _send(sink, b + c)
 
 
-def test_driver_retries_throttled_call_without_resending_accepted_one(
+@pytest.mark.anyio
+async def test_driver_retries_throttled_call_without_resending_accepted_one(
     stub: Stubber, make_sink: SinkFactory, tmp_path: Path
 ) -> None:
     a, b, _ = _three_streams()
@@ -219,19 +235,16 @@ def test_driver_retries_throttled_call_without_resending_accepted_one(
     sink = make_sink(batch={"max_events": 100, "timeout_secs": 0.05},
                      request={"concurrency": 1, "retry": retry})
 
-    async def run() -> None:
-        buf = DiskBuffer(tmp_path / "buf", "cw")
-        driver = SinkDriver(sink, buf, sink.config, str(tmp_path))
-        await driver.start()
-        await buf.append(a + b)
-        for _ in range(300):
-            if buf.pending_events == 0:
-                break
-            await asyncio.sleep(0.01)
-        await driver.stop(1)
-        assert buf.pending_events == 0
-
-    asyncio.run(run())
+    buf = DiskBuffer(tmp_path / "buf", "cw")
+    driver = SinkDriver(sink, buf, sink.config, str(tmp_path))
+    await driver.start()
+    await buf.append(a + b)
+    for _ in range(300):
+        if buf.pending_events == 0:
+            break
+        await asyncio.sleep(0.01)
+    await driver.stop(1)
+    assert buf.pending_events == 0
     assert not (tmp_path / "dead_letter" / "cw.ndjson").exists()
 
 
@@ -240,17 +253,19 @@ def test_event_size_matches_aws_accounting(make_sink: SinkFactory) -> None:
     assert sink.event_size(make_event(0, raw="héllo")) == 6 + 26
 
 
-def test_healthcheck_describes_groups_under_the_template_prefix(
+@pytest.mark.anyio
+async def test_healthcheck_describes_groups_under_the_template_prefix(
     stub: Stubber, make_sink: SinkFactory
 ) -> None:
     stub.add_response("describe_log_groups", {"logGroups": []}, {"logGroupNamePrefix": "/ecvi/", "limit": 1})
-    asyncio.run(make_sink(group="/ecvi/{{ service }}").healthcheck())
+    await make_sink(group="/ecvi/{{ service }}").healthcheck()
 
 
-def test_healthcheck_reports_refused_credentials(stub: Stubber, make_sink: SinkFactory) -> None:
+@pytest.mark.anyio
+async def test_healthcheck_reports_refused_credentials(stub: Stubber, make_sink: SinkFactory) -> None:
     stub.add_client_error("describe_log_groups", "UnrecognizedClientException", "The token is invalid.")
     with pytest.raises(PermanentSinkError) as err:
-        asyncio.run(make_sink().healthcheck())
+        await make_sink().healthcheck()
     assert "DescribeLogGroups on CloudWatch Logs at http://127.0.0.1:9 (region us-east-1" in str(err.value)
     assert "The token is invalid." in str(err.value)
 
@@ -268,25 +283,28 @@ def _offline_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, credentials: b
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
 
 
-def test_healthcheck_reports_an_unreachable_endpoint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_healthcheck_reports_an_unreachable_endpoint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _offline_env(monkeypatch, tmp_path, credentials=True)
     sink = CloudWatchSink("cw", make_config(endpoint="http://127.0.0.1:1"), str(tmp_path))
     with pytest.raises(TransientSinkError) as err:
-        asyncio.run(sink.healthcheck())
+        await sink.healthcheck()
     assert "connection: Could not connect to the endpoint URL" in str(err.value)
     assert "http://127.0.0.1:1" in str(err.value)
-    asyncio.run(sink.close())
+    await sink.close()
 
 
-def test_healthcheck_reports_missing_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_healthcheck_reports_missing_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _offline_env(monkeypatch, tmp_path, credentials=False)
     sink = CloudWatchSink("cw", make_config(endpoint="http://127.0.0.1:1"), str(tmp_path))
     with pytest.raises(TransientSinkError, match="no_credentials: Unable to locate credentials"):
-        asyncio.run(sink.healthcheck())
+        await sink.healthcheck()
 
 
-def test_unknown_profile_stops_start(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_unknown_profile_stops_start(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _offline_env(monkeypatch, tmp_path, credentials=False)
     sink = CloudWatchSink("cw", make_config(profile="nope"), str(tmp_path))
     with pytest.raises(PermanentSinkError, match="AWS profile 'nope' not found"):
-        asyncio.run(sink.start())
+        await sink.start()
