@@ -226,7 +226,7 @@ def _path_in(graph: dict[str, set[str]], members: set[str]) -> list[str]:
                     path = [v]
                     while path[-1] != start:
                         path.append(came_from[path[-1]])
-                    return [start, *reversed(path[:-1]), start] if v != start else [start, start]
+                    return [*reversed(path), start]
                 if w not in came_from:
                     came_from[w] = v
                     nxt.append(w)
