@@ -75,7 +75,8 @@ def _dead_letters(tmp_path: Path, name: str) -> list[dict[str, Any]]:
     return [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
 
 
-def test_ships_3000_events_for_3_pods(aws_env: Moto, tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_ships_3000_events_for_3_pods(aws_env: Moto, tmp_path: Path) -> None:
     group = f"/ecvi/it/{uuid.uuid4().hex[:10]}"
     now_ms = int(time.time() * 1000)
     events = _events(3000, now_ms - 3_600_000)
@@ -88,7 +89,7 @@ def test_ships_3000_events_for_3_pods(aws_env: Moto, tmp_path: Path) -> None:
     )
     sink = CloudWatchSink("cw-it", config, str(tmp_path))
 
-    driver = asyncio.run(_ship(sink, [*events, big, old], tmp_path))
+    driver = await _ship(sink, [*events, big, old], tmp_path)
 
     assert driver.healthy is True
     logs = aws_env.client("logs")
@@ -188,7 +189,8 @@ def faulty_proxy(aws_env: Moto) -> Iterator[_FaultyProxy]:
     yield from _FaultyProxy.running(aws_env.url, faults)
 
 
-def test_throttling_and_outages_are_retried_without_duplicates(
+@pytest.mark.anyio
+async def test_throttling_and_outages_are_retried_without_duplicates(
     aws_env: Moto, faulty_proxy: _FaultyProxy, tmp_path: Path
 ) -> None:
     group = f"/ecvi/it/{uuid.uuid4().hex[:10]}"
@@ -202,7 +204,7 @@ def test_throttling_and_outages_are_retried_without_duplicates(
     name = f"cw-faulty-{uuid.uuid4().hex[:6]}"
     sink = CloudWatchSink(name, config, str(tmp_path))
 
-    asyncio.run(_ship(sink, events, tmp_path, block=300))
+    await _ship(sink, events, tmp_path, block=300)
 
     assert faulty_proxy.injected == {"throttle": 3, "unavailable": 1, "drop": 1}
     retries = sum(

@@ -84,20 +84,17 @@ async def _ship(sink: ElasticsearchSink, events: list[Event], data_dir: Path) ->
     return driver
 
 
-def _ship_sync(sink: ElasticsearchSink, events: list[Event], data_dir: Path) -> None:
-    asyncio.run(_ship(sink, events, data_dir))
-
-
 def _dead_letters(data_dir: Path) -> list[dict[str, Any]]:
     path = data_dir / "dead_letter" / "es.ndjson"
     return [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
 
 
-def test_daily_indices_read_back_and_replay_adds_nothing(es: Elasticsearch, prefix: str,
+@pytest.mark.anyio
+async def test_daily_indices_read_back_and_replay_adds_nothing(es: Elasticsearch, prefix: str,
                                                          tmp_path: Path) -> None:
     events = _events(3000)
     sink = ElasticsearchSink("es", _config(es, index=f"{prefix}-%Y.%m.%d"), str(tmp_path))
-    _ship_sync(sink, events, tmp_path)
+    await _ship(sink, events, tmp_path)
     assert sink.duplicates == 0
 
     with es.client() as client:
@@ -127,7 +124,7 @@ def test_daily_indices_read_back_and_replay_adds_nothing(es: Elasticsearch, pref
 
     # The same batch again (a replay after a crash): every create meets its id, nothing is added.
     again = ElasticsearchSink("es", _config(es, index=f"{prefix}-%Y.%m.%d"), str(tmp_path))
-    _ship_sync(again, events, tmp_path)
+    await _ship(again, events, tmp_path)
     assert again.duplicates == 3000
     with es.client() as client:
         client.indices.refresh(index=f"{prefix}-*")
@@ -135,13 +132,14 @@ def test_daily_indices_read_back_and_replay_adds_nothing(es: Elasticsearch, pref
     assert _dead_letters(tmp_path) == []
 
 
-def test_documents_the_mapping_refuses_are_dead_lettered(es: Elasticsearch, prefix: str,
+@pytest.mark.anyio
+async def test_documents_the_mapping_refuses_are_dead_lettered(es: Elasticsearch, prefix: str,
                                                          tmp_path: Path) -> None:
     events = _events(200, days=1)
     for e in events[::20]:
         e.record["timestamp"] = "not-a-date"  # mapped as date by the template
     sink = ElasticsearchSink("es", _config(es, index=f"{prefix}-%Y.%m.%d"), str(tmp_path))
-    _ship_sync(sink, events, tmp_path)
+    await _ship(sink, events, tmp_path)
 
     dead = _dead_letters(tmp_path)
     assert sorted(d["event"]["meta"]["id"] for d in dead) == sorted(e.id for e in events[::20])
@@ -190,13 +188,14 @@ class ThrottlingTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-def test_only_throttled_items_are_retried(es: Elasticsearch, prefix: str, tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_only_throttled_items_are_retried(es: Elasticsearch, prefix: str, tmp_path: Path) -> None:
     events = _events(1000, days=1, seed=11)
     throttled = {e.id for e in events[5::50]}
     proxy = ThrottlingTransport(throttled)
     sink = ElasticsearchSink("es", _config(es, index=f"{prefix}-%Y.%m.%d", request={"concurrency": 1}),
                              str(tmp_path), transport=proxy)
-    _ship_sync(sink, events, tmp_path)
+    await _ship(sink, events, tmp_path)
 
     first = [b for b in proxy.bulk_ids if not set(b) <= throttled]
     retried = [b for b in proxy.bulk_ids if set(b) <= throttled]
@@ -210,12 +209,13 @@ def test_only_throttled_items_are_retried(es: Elasticsearch, prefix: str, tmp_pa
     assert ids == {e.id for e in events}
 
 
-def test_data_stream_with_gzip(es: Elasticsearch, prefix: str, tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_data_stream_with_gzip(es: Elasticsearch, prefix: str, tmp_path: Path) -> None:
     events = _events(300, days=2, seed=3)
     sink = ElasticsearchSink("es", _config(es, mode="data_stream", index=prefix, compression="gzip"),
                              str(tmp_path))
-    _ship_sync(sink, events, tmp_path)
-    _ship_sync(ElasticsearchSink("es", sink.config, str(tmp_path)), events[:50], tmp_path)
+    await _ship(sink, events, tmp_path)
+    await _ship(ElasticsearchSink("es", sink.config, str(tmp_path)), events[:50], tmp_path)
 
     with es.client() as client:
         [stream] = client.indices.resolve_index(name=prefix)["data_streams"]
@@ -228,17 +228,15 @@ def test_data_stream_with_gzip(es: Elasticsearch, prefix: str, tmp_path: Path) -
     assert _dead_letters(tmp_path) == []
 
 
-def test_healthcheck_against_the_server(es: Elasticsearch, prefix: str, tmp_path: Path) -> None:
-    async def go() -> None:
-        sink = ElasticsearchSink("es", _config(es, index=f"{prefix}-%Y.%m.%d"), str(tmp_path))
-        await sink.start()
-        try:
-            await sink.healthcheck()
-            await sink.healthcheck()  # installed once; an identical template is left alone
-        finally:
-            await sink.close()
-
-    asyncio.run(go())
+@pytest.mark.anyio
+async def test_healthcheck_against_the_server(es: Elasticsearch, prefix: str, tmp_path: Path) -> None:
+    sink = ElasticsearchSink("es", _config(es, index=f"{prefix}-%Y.%m.%d"), str(tmp_path))
+    await sink.start()
+    try:
+        await sink.healthcheck()
+        await sink.healthcheck()  # installed once; an identical template is left alone
+    finally:
+        await sink.close()
     with es.client() as client:
         got = client.indices.get_index_template(name=prefix)["index_templates"][0]["index_template"]
     assert got["index_patterns"] == [f"{prefix}-*"]

@@ -121,8 +121,9 @@ def _query(loki: Loki, query: str, start_ns: int, end_ns: int, expect: int,
         time.sleep(0.5)
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("encoding", ["protobuf", "json"])
-def test_ships_events_and_reads_them_back_field_by_field(loki: Loki, tmp_path: Path, encoding: str) -> None:
+async def test_ships_events_and_reads_them_back_field_by_field(loki: Loki, tmp_path: Path, encoding: str) -> None:
     run = f"{encoding}-{uuid.uuid4().hex[:8]}"
     start = (time.time_ns() // MS - 10 * 60_000) * MS
     events = _file_source_events(3000, start, random.Random(7))
@@ -134,7 +135,7 @@ def test_ships_events_and_reads_them_back_field_by_field(loki: Loki, tmp_path: P
     shuffled = events[:]
     random.Random(3).shuffle(shuffled)
 
-    asyncio.run(_ship(_config(loki.url, run, encoding=encoding), shuffled, tmp_path))
+    await _ship(_config(loki.url, run, encoding=encoding), shuffled, tmp_path)
 
     assert not dead_letter_path(tmp_path, "loki").exists()
     result = _query(loki, f'{{run="{run}"}}', start - HOUR, time.time_ns() + HOUR, len(events))
@@ -167,7 +168,8 @@ def test_ships_events_and_reads_them_back_field_by_field(loki: Loki, tmp_path: P
             assert _iso_ms(e.ts_ns) == e.record["timestamp"]
 
 
-def test_rejected_entries_are_dead_lettered_and_the_rest_delivered(loki: Loki, tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_rejected_entries_are_dead_lettered_and_the_rest_delivered(loki: Loki, tmp_path: Path) -> None:
     run = f"reject-{uuid.uuid4().hex[:8]}"
     now = time.time_ns() // MS * MS
     events = _file_source_events(60, now - 5 * 60_000 * MS, random.Random(11))
@@ -182,11 +184,8 @@ def test_rejected_entries_are_dead_lettered_and_the_rest_delivered(loki: Loki, t
     behind.raw = orjson.dumps(behind.record).decode()
     behind.meta["kubernetes"]["namespace"] = "backend"
 
-    async def ship_both() -> None:
-        await _ship(_config(loki.url, run), events, tmp_path / "a")
-        await _ship(_config(loki.url, behind_run), [behind], tmp_path / "b")
-
-    asyncio.run(ship_both())
+    await _ship(_config(loki.url, run), events, tmp_path / "a")
+    await _ship(_config(loki.url, behind_run), [behind], tmp_path / "b")
 
     [dead] = list(read_dead_letters(dead_letter_path(tmp_path / "a", "loki")))
     assert dead["event"]["raw"] == too_old.raw and dead["event"]["ts_ns"] == too_old.ts_ns
@@ -252,20 +251,18 @@ class _FaultyProxy:
         return resp.status_code, "", resp.content
 
 
-def test_429_retry_after_is_honoured_through_a_proxy(loki: Loki, tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_429_retry_after_is_honoured_through_a_proxy(loki: Loki, tmp_path: Path) -> None:
     run = f"ratelimit-{uuid.uuid4().hex[:8]}"
     now = time.time_ns() // MS * MS
     events = _file_source_events(40, now - 60_000 * MS, random.Random(5))
     proxy = _FaultyProxy(loki.url, retry_after="2")
 
-    async def run_through_proxy() -> None:
-        async with proxy as url:
-            await _ship(_config(url, run, batch={"max_events": 1000, "timeout_secs": 0.2},
-                                request={"concurrency": 1, "retry": {"initial_backoff_secs": 0.01,
-                                                                     "max_backoff_secs": 10}}),
-                        events, tmp_path, chunk=len(events))
-
-    asyncio.run(run_through_proxy())
+    async with proxy as url:
+        await _ship(_config(url, run, batch={"max_events": 1000, "timeout_secs": 0.2},
+                            request={"concurrency": 1, "retry": {"initial_backoff_secs": 0.01,
+                                                                 "max_backoff_secs": 10}}),
+                    events, tmp_path, chunk=len(events))
 
     assert proxy.statuses == [429, 204]
     assert proxy.push_times[1] - proxy.push_times[0] >= 1.95  # waited as told, not 0.01s
