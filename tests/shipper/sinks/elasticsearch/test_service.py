@@ -158,18 +158,23 @@ async def test_auth_failures_are_permanent(status: int) -> None:
     assert "ApiKey" not in info.value.reason
 
 
-@pytest.mark.anyio
-async def test_too_large_request_is_halved_until_it_fits() -> None:
-    sizes: list[int] = []
+def _at_most_two(sizes: list[int], answers: dict[int, httpx.Response] | None = None) -> Handler:
+    """A cluster that refuses a bulk of more than two documents (413); ``answers`` by request number."""
 
     def handler(request: httpx.Request) -> httpx.Response:
         n = _n_actions(request)
         sizes.append(n)
         if n > 2:
             return httpx.Response(413, text="")
-        return httpx.Response(200, content=bulk_answer(*[CREATED] * n))
+        return (answers or {}).get(len(sizes)) or httpx.Response(200, content=bulk_answer(*[CREATED] * n))
 
-    outcome, _ = await _send(handler, n=7)
+    return handler
+
+
+@pytest.mark.anyio
+async def test_too_large_request_is_halved_until_it_fits() -> None:
+    sizes: list[int] = []
+    outcome, _ = await _send(_at_most_two(sizes), n=7)
     assert sizes == [7, 3, 1, 2, 4, 2, 2]
     assert outcome.retry == [] and outcome.rejected == []
 
@@ -207,18 +212,9 @@ async def test_other_client_errors_are_permanent() -> None:
 async def test_a_half_failing_as_a_whole_costs_only_its_own_documents() -> None:
     """After a 413, a half the cluster throttles is retried alone; the half it stored stays stored."""
     sizes: list[int] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        n = _n_actions(request)
-        sizes.append(n)
-        if n > 2:
-            return httpx.Response(413, text="")
-        if len(sizes) == 3:
-            return httpx.Response(429, headers={"Retry-After": "3"}, json={
-                "error": {"type": "es_rejected_execution_exception", "reason": "queue full"}, "status": 429})
-        return httpx.Response(200, content=bulk_answer(*[CREATED] * n))
-
-    outcome, _ = await _send(handler, n=4)
+    throttled = httpx.Response(429, headers={"Retry-After": "3"}, json={
+        "error": {"type": "es_rejected_execution_exception", "reason": "queue full"}, "status": 429})
+    outcome, _ = await _send(_at_most_two(sizes, {3: throttled}), n=4)
     assert sizes == [4, 2, 2]
     assert [e.id for e in outcome.retry] == [make_event(i).id for i in (2, 3)]
     assert outcome.rejected == [] and outcome.retry_after == 3.0
