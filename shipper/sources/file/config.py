@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class MultilineConfig(BaseModel):
@@ -103,3 +103,9 @@ class FileSourceConfig(BaseModel):
         description="Add pod and namespace metadata from the Kubernetes API to events of kubelet log files, and "
         "honour the exclusion annotations; unset: path metadata only.",
     )
+
+    @model_validator(mode="after")
+    def _api_needs_path(self) -> FileSourceConfig:
+        if self.kubernetes_api is not None and not self.kubernetes_metadata:
+            raise ValueError("kubernetes_api needs kubernetes_metadata: true (a file's pod is found by its path)")
+        return self

@@ -1,4 +1,10 @@
-"""The file source: discovers files by glob, tails them, delivers batches, then checkpoints."""
+"""The file source: discovers files by glob, tails them, delivers batches, then checkpoints.
+
+With ``kubernetes_api``, a kubelet log file's events also carry its pod's API metadata (refreshed
+when the pod cache changes, checked once per read pass), and an excluded file is not read: it is
+closed when the exclusion appears and its checkpoint stays; when the exclusion is lifted it is read
+again from its end then, so lines written while it was excluded are never shipped.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +17,20 @@ import time
 from collections.abc import Iterator
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import Any
 
 from shipper import metrics
 from shipper.event import Event
 from shipper.sources.base import Deliver
 from shipper.sources.file.checkpoints import CheckpointStore, entry_path
 from shipper.sources.file.config import FileSourceConfig
-from shipper.sources.file.kubernetes import metadata_from_path
+from shipper.sources.file.kubernetes import (
+    ExcludedFiles,
+    FileMetadata,
+    MetadataCache,
+    PodMetadataTracker,
+    metadata_from_path,
+)
 from shipper.sources.file.opener import FileOpener, NotRegular, Opened, open_regular
 from shipper.sources.file.paths import display_path, expand
 from shipper.sources.file.skipped import SkippedPaths
@@ -33,7 +46,10 @@ _COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4")
 class FileSource:
     """Tails every file matching ``include`` (and not ``exclude``), at least once, in order per file."""
 
-    def __init__(self, name: str, config: FileSourceConfig, deliver: Deliver, data_dir: str | Path) -> None:
+    def __init__(self, name: str, config: FileSourceConfig, deliver: Deliver, data_dir: str | Path,
+                 kube_cache: MetadataCache | None = None) -> None:
+        """``kube_cache``: a pod cache to use as it is (else, with ``kubernetes_api``, :meth:`run`
+        starts one of its own and stops it when it returns)."""
         self.name = name
         self.cfg = config
         self.deliver = deliver
@@ -48,6 +64,9 @@ class FileSource:
         self._opener: FileOpener | None = None
         self._pending: list[Opened] = []
         self._skipped = SkippedPaths(name)
+        self._kube_given = kube_cache
+        self._kube: PodMetadataTracker | None = None
+        self._excluded = ExcludedFiles()
 
     # -- discovery ------------------------------------------------------------------------------
 
@@ -102,6 +121,10 @@ class FileSource:
                 same = False
             if not same:
                 self._mark_rotated(t, now)
+        for key in self._excluded.gone():  # rotated away or deleted while excluded
+            self._let_go(key)
+            self.store.mark_closed(key)
+            self._closed_at[key] = now
         if self._first_scan:
             self._reopen_rotated()
         self._first_scan = False
@@ -196,7 +219,19 @@ class FileSource:
             offset, gen = size, 0
         else:
             offset, gen = 0, 0
-        k8s = metadata_from_path(display_path(o.path)) if self.cfg.kubernetes_metadata else None
+        if self._excluded.resumes_at_end(o.key):
+            offset = size
+        k8s: dict[str, Any] | None = None
+        if self.cfg.kubernetes_metadata:
+            k8s = metadata_from_path(display_path(o.path))
+            if k8s is not None and self._kube is not None:
+                fm = self._kube.track(o.key, k8s)
+                if fm.excluded is not None:
+                    os.close(o.fd)
+                    self.store.set(o.key, o.path, fp, offset, gen)
+                    self._exclude(o.key, o.path, fm, offset)
+                    return True
+                k8s = fm.kubernetes
         t = Tailer(self.name, o.path, o.fd, o.dev, o.ino, fp, offset, gen, self.cfg, self.node, k8s)
         if rotated:
             t.rotated_at = time.monotonic()
@@ -210,15 +245,22 @@ class FileSource:
 
     async def run(self) -> None:
         """Read until :meth:`stop`; every batch is delivered before its checkpoint moves."""
-        while not self._stopping:
-            self._maybe_discover()
-            progressed = await self._pass()
-            self._close_finished()
-            self._update_lag()
-            if not progressed:
-                await asyncio.sleep(self.cfg.poll_interval_secs)
-            else:
-                await asyncio.sleep(0)
+        if self.cfg.kubernetes_api is not None and self._kube is None:
+            self._kube = await PodMetadataTracker.open(self.name, self.cfg.kubernetes_api, self._kube_given)
+        try:
+            while not self._stopping:
+                self._maybe_discover()
+                self._refresh_kubernetes()
+                progressed = await self._pass()
+                self._close_finished()
+                self._update_lag()
+                if not progressed:
+                    await asyncio.sleep(self.cfg.poll_interval_secs)
+                else:
+                    await asyncio.sleep(0)
+        finally:
+            if self._kube is not None:
+                await self._kube.close()
 
     def _maybe_discover(self) -> None:
         now = time.monotonic()
@@ -236,6 +278,7 @@ class FileSource:
             # Look for new files between reads too: under a rotation storm a rotated file may be
             # compressed and deleted soon after; once opened, it is read to its end regardless.
             self._maybe_discover()
+            first = len(batch)
             try:
                 n = t.read(batch, _READ_BUDGET, self._maybe_discover)
                 if n == 0 and t.check_truncated():
@@ -245,6 +288,8 @@ class FileSource:
                 continue
             if t.group_expired() or (t.eof and t.rotated_at is not None and t.pending_group):
                 t.flush_group(batch)
+            if self._kube is not None:
+                self._kube.flag_missing(t.key, batch, first)
             progressed |= n > 0
             cuts[t.key] = (t, t.safe_offset)
             if len(batch) >= self.cfg.batch_events:
@@ -253,6 +298,35 @@ class FileSource:
         if batch or cuts:
             await self._deliver(batch, cuts)
         return progressed
+
+    # -- Kubernetes API metadata ----------------------------------------------------------------
+
+    def _refresh_kubernetes(self) -> None:
+        """Files whose pod metadata changed get it; newly excluded ones stop, no longer excluded ones resume."""
+        for key, fm in self._kube.changed() if self._kube is not None else ():
+            t = self.tailers.get(key)
+            if t is not None and fm.excluded is None:
+                t.set_kubernetes(fm.kubernetes)
+            elif t is not None:
+                t.close()
+                del self.tailers[key]
+                self._exclude(key, t.path, fm, t.safe_offset)
+            elif key in self._excluded and fm.excluded is None:
+                log.info("%s: shipped again from its end", display_path(self._excluded.let_go(key)))
+                self._let_go(key)  # the opener opens it again, and _adopt starts at its end
+
+    def _exclude(self, key: str, path: str, fm: FileMetadata, offset: int) -> None:
+        """Not read while excluded: the opener keeps holding its inode and its checkpoint stays."""
+        self._excluded.add(key, path)
+        self._closed_at.pop(key, None)
+        metrics.FILES_SKIPPED.labels(self.name, "excluded").inc()
+        log.info("%s: not shipped from offset %d (%s)", display_path(path), offset, fm.excluded)
+
+    def _let_go(self, key: str) -> None:
+        if self._kube is not None:
+            self._kube.forget(key)
+        if self._opener is not None:
+            self._opener.release(key)
 
     def _drop_unreadable(self, t: Tailer, exc: OSError) -> None:
         """A read failed (EIO...): stop reading this file, and only this one.
@@ -263,6 +337,8 @@ class FileSource:
         self._warn_unreadable(t.path, t.offset, exc)
         t.close()
         del self.tailers[t.key]
+        if self._kube is not None:
+            self._kube.forget(t.key)
 
     def _warn_unreadable(self, path: str, offset: int, exc: OSError) -> None:
         log.warning("%s: read failed at offset %d (%s); no longer read until a restart",
@@ -286,6 +362,8 @@ class FileSource:
             log.info("%s: finished the rotated file at offset %d", display_path(t.path), t.offset)
             t.close()
             del self.tailers[key]
+            if self._kube is not None:
+                self._kube.forget(key)
             if self._opener is not None:
                 self._opener.release(key)
             self.store.mark_closed(key)
@@ -316,3 +394,4 @@ class FileSource:
         for t in self.tailers.values():
             t.close()
         self.tailers.clear()
+        self._excluded = ExcludedFiles()
