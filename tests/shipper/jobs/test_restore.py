@@ -116,3 +116,30 @@ def test_restore_sinks_lift_every_name_guard() -> None:
                       "elasticsearch")._config(None)
     assert isinstance(es, ElasticsearchSinkConfig)
     assert (es.max_indices, es.max_indices_per_pod) == (1_000_000, 1_000_000)
+
+
+def test_rejected_lines_are_dead_lettered_and_counted_per_restore(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the shared delivery: a line the target refuses costs only itself, once per run."""
+    from shipper.event import Event
+    from shipper.sinks._common.outcome import SendOutcome
+    from shipper.sinks.file.sink import FileSink
+
+    class Picky(FileSink):
+        async def send(self, events: list[Event]) -> SendOutcome:
+            bad = [e for e in events if e.raw.endswith(" line 3")]
+            out = await super().send([e for e in events if e not in bad])
+            out.rejected += [(e, "refused: line 3") for e in bad]
+            return out
+
+    monkeypatch.setattr("shipper.jobs.restore.FileSink", Picky)
+    store = LocalStore(tmp_path / "archive")
+    archive_day(ScriptedExporter(sample_units(2, 10)), store, DAY, now=NOW)
+    target = RestoreTarget("file", path=str(tmp_path / "out.ndjson"))
+    for _run in range(2):  # the second run finds the first one's dead letters there
+        result = asyncio.run(restore_day(store, DAY, target, data_dir=tmp_path / "dl"))
+        assert (result.events, result.rejected) == (20, 2)
+    [path] = result.dead_letters
+    reasons = [orjson.loads(x)["reason"] for x in Path(path).read_bytes().splitlines()]
+    assert reasons == ["refused: line 3"] * 4
+    assert len((tmp_path / "out.ndjson").read_text().splitlines()) == 2 * 18
