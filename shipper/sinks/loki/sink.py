@@ -59,6 +59,7 @@ class LokiSink(Sink[LokiSinkConfig]):
 
     async def send(self, events: list[Event]) -> SendOutcome:
         await self.start()
+        # The request halved is the list of events itself: each half is encoded anew.
         return await send_halving(events, self._push, halves, list, sink=self.name)
 
     def event_size(self, event: Event) -> int:
