@@ -1,16 +1,18 @@
 """pytest fixtures starting real backend services on 127.0.0.1 (no Docker needed).
 
-Session-scoped: `loki_service`, `es_service`, `aws_service`, `prometheus_service` start one server
-each, on first use. Function-scoped: `loki`, `es`, `aws`, `prometheus` return the same object after
-restarting it if a test left it stopped; `aws_env` points AWS SDK environment variables at moto for
-the duration of one test.
+Session-scoped: `loki_service`, `es_service`, `aws_service`, `prometheus_service`, `kube_service`
+(kube-apiserver over etcd) start one server each, on first use. Function-scoped: `loki`, `es`, `aws`,
+`prometheus`, `kube` return the same object after restarting it if a test left it stopped; `aws_env`
+points AWS SDK environment variables at moto for the duration of one test.
 
 Environment:
   LOKI_URL, ES_URL, AWS_ENDPOINT_URL   use that server and start nothing (stop() then skips)
+  KUBE_API_URL + KUBE_API_TOKEN        the same for Kubernetes (an admin token; KUBE_API_CA: its CA file)
   CI=true                              a service that cannot start fails its tests (else: skip)
   ECVI_KEEP_SERVICE_DIRS=1             keep data and logs even when every test passed
   ECVI_CACHE_DIR, PROMETHEUS_BINARY, PROMETHEUS_VERSION, LOKI_BINARY, LOKI_VERSION, ES_HOME,
-  ES_VERSION, ES_JAVA_HOME, ES_TEST_JAVA_OPTS
+  ES_VERSION, ES_JAVA_HOME, ES_TEST_JAVA_OPTS, KUBE_APISERVER_BINARY, KUBE_APISERVER_VERSION, ETCD_BINARY,
+  ETCD_VERSION
 A Docker engine is not used (no testcontainers variant).
 """
 
@@ -26,6 +28,7 @@ from tests.services._process import ServiceError, ci
 from tests.services._service import Service
 from tests.services.aws import Moto
 from tests.services.es import Elasticsearch
+from tests.services.kube import KubeAPIServer
 from tests.services.loki import Loki
 from tests.services.prometheus import Prometheus
 
@@ -88,6 +91,13 @@ def prometheus_service(request: pytest.FixtureRequest) -> Iterator[Prometheus]:
     yield from _session_service(request, Prometheus)
 
 
+@pytest.fixture(scope="session")
+def kube_service(request: pytest.FixtureRequest) -> Iterator[KubeAPIServer]:
+    yield from _session_service(request, lambda: KubeAPIServer(
+        url=os.environ.get("KUBE_API_URL"), token=os.environ.get("KUBE_API_TOKEN"),
+        ca_file=os.environ.get("KUBE_API_CA")))
+
+
 @pytest.fixture
 def loki(loki_service: Loki) -> Loki:
     _ensure_running(loki_service)
@@ -110,6 +120,12 @@ def aws(aws_service: Moto) -> Moto:
 def prometheus(prometheus_service: Prometheus) -> Prometheus:
     _ensure_running(prometheus_service)
     return prometheus_service
+
+
+@pytest.fixture
+def kube(kube_service: KubeAPIServer) -> KubeAPIServer:
+    _ensure_running(kube_service)
+    return kube_service
 
 
 @pytest.fixture

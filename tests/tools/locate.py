@@ -70,3 +70,13 @@ def loki_binary() -> Path:
     if proc.returncode != 0:
         _unavailable(f"build_loki.sh failed: {proc.stderr.strip()[-2000:]}")
     return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def kube_binary(tool: str) -> Path:
+    """kube-apiserver or etcd of tests/tools/build_kube.sh (``KUBE_APISERVER_BINARY`` / ``ETCD_BINARY`` override)."""
+    explicit = os.environ.get(f"{tool.upper().replace('-', '_')}_BINARY")
+    if explicit:
+        return Path(explicit)
+    if shutil.which("go") is None and not _cached(tool):
+        _unavailable(f"{tool}: no Go toolchain to build it with and no cached binary")
+    return _run_script("build_kube.sh", tool)
