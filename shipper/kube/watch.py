@@ -71,6 +71,7 @@ class ListWatch:
         self._on_listed = on_listed
         self._backoff = (backoff_initial_secs, backoff_max_secs)
         self._failures = 0
+        self._gone_streak = 0
 
     async def run(self) -> None:
         """Run until cancelled; never raises for API trouble."""
@@ -82,10 +83,16 @@ class ListWatch:
                 metrics.KUBE_WATCH_RESTARTS.labels(self.kind, "timeout").inc()
                 if events == 0 and time.monotonic() - started < _QUICK_END_SECS:
                     await self._sleep_backoff()
+                else:
+                    self._gone_streak = self._failures = 0
             except _Gone:
                 metrics.KUBE_WATCH_RESTARTS.labels(self.kind, "gone").inc()
-                log.info("kubernetes API: %s resourceVersion expired, listing again", self.kind)
                 self.resource_version = None
+                self._gone_streak += 1
+                if self._gone_streak == 1:
+                    log.info("kubernetes API: %s resourceVersion expired, listing again", self.kind)
+                else:  # 410 again straight after a fresh list: a server (or proxy) to back off from
+                    await self._sleep_backoff()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any trouble (even a bug) must not end the loop
@@ -101,7 +108,7 @@ class ListWatch:
             try:
                 page = await self.client.get_json(self.path, params)
             except KubeApiError as exc:
-                if exc.gone:  # the continue token expired mid-list
+                if exc.gone and "continue" in params:  # the continue token expired mid-list
                     raise _Gone() from None
                 raise
             if not isinstance(page, dict) or not isinstance(page.get("items"), list):
@@ -121,7 +128,7 @@ class ListWatch:
         self.handler.relist_done()
         self.resource_version = rv
         self.listed = True
-        self._recovered()
+        self._set_healthy(True)
         self._on_listed()
 
     async def _watch(self) -> int:
@@ -132,10 +139,11 @@ class ListWatch:
         events = 0
         try:
             async with self.client.stream_lines(self.path, params, read_timeout_secs=timeout + 30.0) as lines:
-                self._recovered()
+                self._set_healthy(True)
                 async for line in lines:
                     events += 1
                     self._apply(line)
+                    self._gone_streak = self._failures = 0
         except KubeApiError as exc:
             if exc.gone:
                 raise _Gone() from None
@@ -175,10 +183,6 @@ class ListWatch:
         initial, cap = self._backoff
         ceiling = min(cap, initial * 2 ** min(self._failures - 1, 30))
         await asyncio.sleep(ceiling / 2 + random.uniform(0, ceiling / 2))
-
-    def _recovered(self) -> None:
-        self._failures = 0
-        self._set_healthy(True)
 
     def _set_healthy(self, healthy: bool, exc: BaseException | None = None) -> None:
         if healthy == self.healthy:

@@ -342,3 +342,19 @@ def test_a_forbidden_answer_is_retried_with_backoff_not_raised() -> None:
 
     run(go())
     assert len(calls) > 4
+
+
+def test_a_server_answering_every_watch_with_410_is_backed_off_not_hammered(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="shipper.kube")
+    api = FakeApi()
+    api.add("pods", make_pod("a"))
+    api.compacted = 10**9  # every watch is "too old", however fresh its list
+
+    async def go() -> None:
+        async with synced_cache(api, backoff_initial_secs=0.01, backoff_max_secs=0.08) as cache:
+            await asyncio.sleep(1.0)
+            assert cache.pod("default", "a") is not None
+
+    run(go())
+    assert 5 <= len(api.requests_for("pods", watch=False)) <= 40
+    assert len([r for r in caplog.records if "pod resourceVersion expired" in r.getMessage()]) == 1
