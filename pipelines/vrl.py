@@ -13,7 +13,7 @@ from typing import Any
 
 from logging_config import DEFAULT_SECRET_KEYS, DEFAULT_SECRET_WORDS, REDACTED
 from shipper.sources.file.kubernetes import CONTAINER_LOG_PATH, POD_LOG_PATH
-from shipper.templates import compile_template
+from shipper.templates import choices, compile_template, has_alternatives
 from shipper.transforms import LEVEL_RANKS
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -51,8 +51,44 @@ def regex(pattern: str) -> str:
 
 def path(field_path: str, root: str = ".") -> str:
     """``kubernetes.pod_name`` as a VRL path: ``.kubernetes.pod_name`` (odd segments quoted)."""
-    parts = [p if _IDENT.match(p) else json.dumps(p) for p in field_path.split(".")]
+    return _segments(field_path.split("."), root)
+
+
+def _segments(segments: list[str], root: str = ".") -> str:
+    parts = [p if _IDENT.match(p) else json.dumps(p) for p in segments]
     return root + ".".join(parts) if root == "." else root + "." + ".".join(parts)
+
+
+def path_candidates(field_path: str) -> list[str]:
+    """The VRL paths a template path may name, in the order tried: as split, then with the rest joined
+    into one key at each depth (``.kubernetes.pod_labels."app.kubernetes.io/name"``), as the shipper
+    finds label keys holding dots (it also tries shorter joins, which these do not cover)."""
+    parts = field_path.split(".")
+    return [path(field_path), *(_segments([*parts[:i], ".".join(parts[i:])]) for i in range(1, len(parts) - 1))]
+
+
+def needs_computing(field: str) -> bool:
+    """Whether Vector's own ``{{ path }}`` cannot read this template field (alternatives, or a path that
+    may hold a key with dots): the remap before the sink computes it into a field of its own."""
+    return has_alternatives(field) or field.count(".") >= 2
+
+
+def field_value(field: str, missing: str = "") -> str:
+    """A template field as a VRL string expression: the first of its paths (and alternatives) that is
+    not empty, else ``missing``."""
+    exprs: list[str] = []
+    for c in choices(field):
+        if c.path is None:
+            exprs.append(string(c.literal))
+        else:
+            exprs.extend(f"to_string({p}) ?? \"\"" for p in path_candidates(".".join(c.path)))
+    if len(exprs) == 1 and not has_alternatives(field):
+        return f"(to_string({path(field)}) ?? {string(missing)})"
+    steps = [f"ecvi_value = {exprs[0]}"]
+    steps += [f"if ecvi_value == \"\" {{ ecvi_value = {e} }}" for e in exprs[1:]]
+    if missing:
+        steps.append(f"if ecvi_value == \"\" {{ ecvi_value = {string(missing)} }}")
+    return "{ " + "; ".join([*steps, "ecvi_value"]) + " }"
 
 
 def literal(value: Any) -> str:
@@ -81,15 +117,27 @@ def template(value: str, missing: str = "") -> str:
     for i, field in enumerate(fields):
         if literals[i]:
             parts.append(string(literals[i]))
-        parts.append(f"(to_string({path(field)}) ?? {string(missing)})")
+        parts.append(field_value(field, missing))
     if literals[-1]:
         parts.append(string(literals[-1]))
     return " + ".join(parts)
 
 
 def template_fields(value: str) -> list[str]:
-    """The field paths a template reads."""
+    """The fields a template reads (paths, or paths with ``| default(...)`` alternatives)."""
     return list(compile_template(value)[1])
+
+
+def vector_template(value: str, computed: dict[str, str]) -> str:
+    """``value`` as a Vector template: the fields in ``computed`` read the field computed for them."""
+    literals, fields = compile_template(value)
+    if not any(f in computed for f in fields):
+        return value
+    out = [literals[0]]
+    for field, literal in zip(fields, literals[1:], strict=True):
+        out.append("{{ " + computed.get(field, field) + " }}")
+        out.append(literal)
+    return "".join(out)
 
 
 def parse_program(source_name: str, kind: str, fmt: str, kubernetes_metadata: bool) -> str:
@@ -135,11 +183,31 @@ def parse_program(source_name: str, kind: str, fmt: str, kubernetes_metadata: bo
                 lines.append("event_time = timestamp(.timestamp) ?? now()")
         if kind == "kubernetes_logs":
             lines += [
-                "k8s = {",
+                "# The shipper's names for kubernetes_logs' fields; absent ones left out.",
+                "k8s = compact({",
                 "  \"namespace\": .kubernetes.pod_namespace,",
                 "  \"pod_name\": .kubernetes.pod_name,",
                 "  \"container_name\": .kubernetes.container_name,",
+                "  \"container_id\": .kubernetes.container_id,",
                 "  \"pod_uid\": .kubernetes.pod_uid,",
+                "  \"pod_labels\": .kubernetes.pod_labels,",
+                "  \"pod_annotations\": .kubernetes.pod_annotations,",
+                "  \"namespace_labels\": .kubernetes.namespace_labels,",
+                "  \"node_name\": .kubernetes.pod_node_name,",
+                "  \"container_image\": .kubernetes.container_image,",
+                "}, recursive: false, object: false)",
+                "owner = split(string(.kubernetes.pod_owner) ?? \"\", \"/\", limit: 2)",
+                "if length(owner) == 2 {",
+                "  owner_kind = string!(owner[0])",
+                "  owner_name = string!(owner[1])",
+                "  # A ReplicaSet named <deployment>-<pod-template-hash> is the Deployment's.",
+                "  hash = string(.kubernetes.pod_labels.\"pod-template-hash\") ?? \"\"",
+                "  if owner_kind == \"ReplicaSet\" && hash != \"\" && ends_with(owner_name, \"-\" + hash) {",
+                "    owner_kind = \"Deployment\"",
+                "    owner_name = slice!(owner_name, 0, length(owner_name) - length(hash) - 1)",
+                "  }",
+                "  k8s.owner_kind = owner_kind",
+                "  k8s.owner_name = owner_name",
                 "}",
                 "id_basis = (to_string(.file) ?? \"\") + \":\" + to_string(event_time) + payload",
             ]
@@ -248,12 +316,23 @@ def add_fields_program(fields: dict[str, Any], overwrite: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def sink_program(raw_line: bool, template_paths: list[str], es_id: bool = False) -> str:
+def computed_name(index: int) -> str:
+    """The event field the remap before a sink computes the ``index``-th field of :func:`needs_computing` into."""
+    return f"ecvi_template_{index}"
+
+
+def sink_program(raw_line: bool, template_paths: list[str], es_id: bool = False,
+                 computed: dict[str, str] | None = None) -> str:
     """The last remap before a sink: absent template fields as ``unknown`` (the shipper's
-    rendering), the raw payload as ``.message`` for sinks that send the line as written, and the
-    deterministic document id for Elasticsearch."""
+    rendering), fields Vector cannot read computed into the fields ``computed`` names, the raw
+    payload as ``.message`` for sinks that send the line as written, and the deterministic document
+    id for Elasticsearch."""
     lines = []
+    computed = computed or {}
     for field in template_paths:
+        if field in computed:
+            lines.append(f".{computed[field]} = {field_value(field, MISSING_VALUE)}")
+            continue
         target = path(field)
         lines.append(f"if !exists({target}) || {target} == \"\" {{ {target} = {string(MISSING_VALUE)} }}")
     if raw_line:

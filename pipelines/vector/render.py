@@ -175,14 +175,26 @@ class Renderer:
         if r.templates and self.unconfined(r.templates):
             out["dangerously_allow_unconfined_template_resolution"] = True
         fields = sorted({f for t in r.templates for f in vrl.template_fields(t)})
+        # Alternatives and label keys with dots: computed by the remap, read by the sink, not sent.
+        computed = {f: vrl.computed_name(i) for i, f in enumerate(f for f in fields if vrl.needs_computing(f))}
+        if computed:
+            out = self._retemplate(out, computed)
+            out.setdefault("encoding", {})["except_fields"] = sorted(computed.values())
         prep = f"{name}_prepare"
         self.transforms[prep] = {
             "type": "remap",
             "inputs": self.inputs(sink.inputs),
-            "source": vrl.sink_program(r.raw_line, fields, es_id=r.es_id),
+            "source": vrl.sink_program(r.raw_line, fields, es_id=r.es_id, computed=computed),
         }
         out["inputs"] = [prep]
         self.sinks[name] = out
+
+    def _retemplate(self, node: Any, computed: dict[str, str]) -> Any:
+        if isinstance(node, dict):
+            return {k: self._retemplate(v, computed) for k, v in node.items()}
+        if isinstance(node, str):
+            return vrl.vector_template(node, computed)
+        return node
 
     # -- the whole config ----------------------------------------------------------------------------
     def render(self) -> Rendered:

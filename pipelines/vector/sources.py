@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from shipper.sources.file.config import FileSourceConfig
+from shipper.kube.models import EXCLUDE_ANNOTATION, EXCLUDE_CONTAINERS_ANNOTATION
+from shipper.sources.file.config import FileSourceConfig, KubernetesApiConfig
 from shipper.sources.forward.config import ForwardSourceConfig
 
 if TYPE_CHECKING:
@@ -30,11 +32,15 @@ def render_forward(r: Renderer, name: str, src: ForwardSourceConfig) -> None:
 
 
 def render_file(r: Renderer, name: str, src: FileSourceConfig) -> None:
-    """A ``file`` source, or ``kubernetes_logs`` for the kubelet's logs when the options ask for it."""
+    """A ``file`` source, or ``kubernetes_logs`` for the kubelet's logs when the options ask for it
+    or the source reads the Kubernetes API itself (``kubernetes_api``)."""
     kubelet = src.format in ("cri", "docker") and all(p.startswith(_KUBELET_DIRS) for p in src.include)
-    if r.opt.kubernetes_logs and kubelet:
+    if (r.opt.kubernetes_logs or src.kubernetes_api is not None) and kubelet:
         _kubernetes_logs(r, name, src)
         return
+    if src.kubernetes_api is not None:
+        r.note(f"sources.{name}.kubernetes_api: only kubelet log paths (/var/log/containers, /var/log/pods) "
+               "in cri or docker format render as kubernetes_logs; this source gets path metadata only")
     r.sources[name] = {
         "type": "file",
         "include": list(src.include),
@@ -66,9 +72,11 @@ def render_file(r: Renderer, name: str, src: FileSourceConfig) -> None:
 
 
 def _kubernetes_logs(r: Renderer, name: str, src: FileSourceConfig) -> None:
+    api = src.kubernetes_api
     r.sources[name] = {
         "type": "kubernetes_logs",
-        "self_node_name": "${VECTOR_SELF_NODE_NAME}",
+        "self_node_name": "${VECTOR_SELF_NODE_NAME}" if api is None else
+        r.value(("sources", name, "kubernetes_api", "node_name"), api.node_name),
         "include_paths_glob_patterns": [pods_glob(p) for p in src.include],
         "read_from": src.read_from,
         "max_line_bytes": src.max_line_bytes,
@@ -83,7 +91,48 @@ def _kubernetes_logs(r: Renderer, name: str, src: FileSourceConfig) -> None:
     r.env_refs = True
     r.note(f"sources.{name}: kubernetes_logs reads metadata from the Kubernetes API (needs RBAC) and "
            "has no end-to-end acknowledgements (best-effort delivery)")
+    if api is not None:
+        _kubernetes_api(r, name, api)
     r.parse(name, "kubernetes_logs", src.format, kubernetes_metadata=True)
+    if api is not None:
+        _exclusion_filter(r, name)
+
+
+def _kubernetes_api(r: Renderer, name: str, api: KubernetesApiConfig) -> None:
+    """The ``kubernetes_api`` options kubernetes_logs has, and notes for those it has not."""
+    src = r.sources[name]
+    if api.kubeconfig:
+        src["kube_config_file"] = r.value(("sources", name, "kubernetes_api", "kubeconfig"), api.kubeconfig)
+    src["delay_deletion_ms"] = int(api.delete_grace_secs * 1000)
+    # Vector's selectors match labels only: a namespace is left out when it carries the exclusion
+    # as a label; pods and containers are dropped by their annotations in the filter after the parse.
+    src["extra_namespace_label_selector"] = f"{EXCLUDE_ANNOTATION}!=true"
+    r.note(f"sources.{name}.kubernetes_api: a namespace is excluded by the label {EXCLUDE_ANNOTATION}=true "
+           "(Vector cannot select namespaces by annotation); pods and containers by their annotations, "
+           "after their lines are read")
+    if list(api.pod_annotations) != ["*"] or api.exclude_pod_annotations:
+        r.note(f"sources.{name}.kubernetes_api.pod_annotations, exclude_pod_annotations: kubernetes_logs "
+               "attaches every pod annotation")
+    r.note(f"sources.{name}.kubernetes_api.max_pods: no kubernetes_logs equivalent")
+
+
+def _exclusion_filter(r: Renderer, name: str) -> None:
+    """Drop events of pods annotated ``ecvi-logs.io/exclude: "true"`` and of containers their pod's
+    ``ecvi-logs.io/exclude-containers`` lists, after the parse step (which names the fields as the shipper)."""
+    parsed = r.outputs[name]
+    out = f"{name}_exclude"
+    annotations = ".kubernetes.pod_annotations"
+    listed = f"split(string({annotations}.{json.dumps(EXCLUDE_CONTAINERS_ANNOTATION)}) ?? \"\", \",\")"
+    r.transforms[out] = {
+        "type": "filter",
+        "inputs": [parsed],
+        "condition": {"type": "vrl", "source": (
+            f"downcase(strip_whitespace(string({annotations}.{json.dumps(EXCLUDE_ANNOTATION)}) ?? \"\")) != \"true\""
+            f" && !includes(map_values({listed}) -> |c| {{ strip_whitespace(c) }}, "
+            "string(.kubernetes.container_name) ?? null)"
+        )},
+    }
+    r.outputs[name] = out
 
 
 def pods_glob(pattern: str, exclude: bool = False) -> str | None:

@@ -55,7 +55,9 @@ def test_render_has_every_component(path: Path) -> None:
     assert out["acknowledgements"] == {"enabled": True}
     assert out["data_dir"] == cfg.data_dir
     for name, src in cfg.sources.items():
-        assert out["sources"][name]["type"] == {"file": "file", "forward": "fluent"}[src.type]
+        kube_api = src.type == "file" and src.kubernetes_api is not None
+        assert out["sources"][name]["type"] == ("kubernetes_logs" if kube_api else
+                                                {"file": "file", "forward": "fluent"}[src.type])
         parse = out["transforms"][f"{name}_parse"]
         assert parse["type"] == "remap" and parse["inputs"] == [name]
         assert "%ecvi_raw = payload" in parse["source"]
@@ -99,8 +101,9 @@ def test_environment_references_stay_references() -> None:
     assert sink["request"]["headers"] == {"Authorization": "ApiKey ${ES_API_KEY}"}
     assert "id:secret" not in text
     assert "--dangerously-allow-env-var-interpolation" in text
-    # Every other '$' is doubled so that Vector's interpolation leaves it alone (the CRI regex's '$').
-    assert "(?P<log>.*)$$')" in out["transforms"]["containers_parse"]["source"]
+    assert out["sources"]["containers"]["self_node_name"] == "${NODE_NAME}"
+    # Every other '$' is doubled so that Vector's interpolation leaves it alone (a redaction regex's '$').
+    assert "([-_.]|$$)" in out["transforms"]["redact"]["source"]
 
 
 def test_without_references_dollars_stay_single() -> None:
@@ -118,13 +121,23 @@ def test_output_file_and_options(tmp_path: Path) -> None:
     assert not any("dangerously_allow_unconfined_template_resolution" in s for s in out["sinks"].values())
 
 
-def test_kubernetes_logs_source() -> None:
-    _, out = _render(DEPLOY / "kubernetes" / "base" / "shipper.yaml", "--kubernetes-logs")
+def test_kubernetes_logs_source(tmp_path: Path) -> None:
+    base = DEPLOY / "kubernetes" / "base" / "shipper.yaml"
+    _, out = _render(base, "--kubernetes-logs")
     src = out["sources"]["containers"]
     assert src["type"] == "kubernetes_logs"
     assert src["include_paths_glob_patterns"] == ["/var/log/pods/**/*.log"]
     assert src["exclude_paths_glob_patterns"] == ["/var/log/pods/ecvi-logs_*_*/*/*.log"]
-    assert src["self_node_name"] == "${VECTOR_SELF_NODE_NAME}"
+    assert src["self_node_name"] == "${NODE_NAME}"  # the source's kubernetes_api.node_name
+    # Without kubernetes_api, --kubernetes-logs names the node with Vector's own variable.
+    raw = yaml.safe_load(base.read_text())
+    raw["sources"]["containers"].pop("kubernetes_api")
+    plain = tmp_path / "shipper.yaml"
+    plain.write_text(yaml.safe_dump(raw))
+    _, out = _render(plain, "--kubernetes-logs")
+    assert out["sources"]["containers"]["self_node_name"] == "${VECTOR_SELF_NODE_NAME}"
+    _, out = _render(plain)
+    assert out["sources"]["containers"]["type"] == "file"
 
 
 def test_invalid_config_exits_2(tmp_path: Path) -> None:
