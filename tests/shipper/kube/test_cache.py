@@ -344,6 +344,7 @@ def test_a_forbidden_answer_is_retried_with_backoff_not_raised() -> None:
     assert len(calls) > 4
 
 
+@pytest.mark.timeout(30)  # a tight re-list loop never yields to the event loop's own timeout
 def test_a_server_answering_every_watch_with_410_is_backed_off_not_hammered(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="shipper.kube")
     api = FakeApi()
