@@ -7,8 +7,12 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from shipper.kube.models import EXCLUDE_ANNOTATION, EXCLUDE_CONTAINERS_ANNOTATION
-from shipper.sources.file.config import FileSourceConfig, KubernetesApiConfig
+from shipper.sources.file.config import (
+    EXCLUDE_ANNOTATION,
+    EXCLUDE_CONTAINERS_ANNOTATION,
+    FileSourceConfig,
+    KubernetesApiConfig,
+)
 from shipper.sources.forward.config import ForwardSourceConfig
 
 if TYPE_CHECKING:

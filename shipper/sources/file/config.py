@@ -7,6 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+#: A pod or namespace annotated ``"true"`` with this is not shipped (with ``kubernetes_api``).
+EXCLUDE_ANNOTATION = "ecvi-logs.io/exclude"
+#: A pod's containers listed in this annotation (``"a,b"``) are not shipped (with ``kubernetes_api``).
+EXCLUDE_CONTAINERS_ANNOTATION = "ecvi-logs.io/exclude-containers"
+
 
 class MultilineConfig(BaseModel):
     """Group lines of ``text`` logs into one event (Python tracebacks by default)."""

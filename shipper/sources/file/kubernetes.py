@@ -18,13 +18,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shipper import metrics
 from shipper.event import Event
-from shipper.kube import KubeClient, KubeMetadataCache, NamespaceInfo, PodInfo
-from shipper.kube.models import EXCLUDE_ANNOTATION, EXCLUDE_CONTAINERS_ANNOTATION
-from shipper.sources.file.config import KubernetesApiConfig
+from shipper.sources.file.config import EXCLUDE_ANNOTATION, EXCLUDE_CONTAINERS_ANNOTATION, KubernetesApiConfig
+
+if TYPE_CHECKING:  # the client and its dependencies load only when a source uses the API
+    from shipper.kube import KubeMetadataCache, NamespaceInfo, PodInfo
 
 log = logging.getLogger("shipper.sources.file")
 
@@ -239,6 +240,8 @@ async def start_cache(source: str, cfg: KubernetesApiConfig) -> KubeMetadataCach
     None when no client can be built (a bad kubeconfig, not in a pod): said once, and the source
     ships with path metadata rather than not at all.
     """
+    from shipper.kube import KubeClient, KubeMetadataCache
+
     try:
         client = KubeClient.from_kubeconfig(cfg.kubeconfig) if cfg.kubeconfig else KubeClient.in_cluster()
         cache = KubeMetadataCache(client, node_name=cfg.node_name, max_pods=cfg.max_pods,

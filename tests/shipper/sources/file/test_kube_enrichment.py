@@ -373,6 +373,13 @@ def test_kubernetes_api_config_problems_name_the_key(api: dict[str, Any], extra:
     assert info.value.errors()[0]["loc"] == where
 
 
+def test_the_cache_keeps_the_annotations_the_source_reads() -> None:
+    from shipper.kube import models
+    from shipper.sources.file import config
+
+    assert {config.EXCLUDE_ANNOTATION, config.EXCLUDE_CONTAINERS_ANNOTATION} == models.ALWAYS_KEPT_ANNOTATIONS
+
+
 def test_kubernetes_api_defaults() -> None:
     api = kube_cfg("x").kubernetes_api
     assert api is not None
