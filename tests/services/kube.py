@@ -14,6 +14,7 @@ started, `stop()` skips the test, and `user_token()` hands out service-account t
 
 from __future__ import annotations
 
+import os
 import secrets
 import ssl
 import time
@@ -84,6 +85,9 @@ class KubeAPIServer(Service):
     # -- set-up -------------------------------------------------------------------------------------
     def _prepare(self, workdir: Path) -> ServiceProcess:
         apiserver, etcd = kube_binary("kube-apiserver"), kube_binary("etcd")
+        for binary in (apiserver, etcd):
+            if not os.access(binary, os.X_OK):
+                raise ServiceError(f"{binary} is not an executable file")
         client_port, peer_port, port = free_port(), free_port(), free_port()
         self.etcd_url = f"http://127.0.0.1:{client_port}"
         peer = f"http://127.0.0.1:{peer_port}"
