@@ -147,7 +147,7 @@ KUBE_CACHE_OBJECTS = Gauge(
 KUBE_WATCH_RESTARTS = Counter(
     "ecvi_shipper_kube_watch_restarts",
     "Times a Kubernetes watch was started again (gone: re-listed after 410; error: API trouble, backoff; "
-    "timeout: the server ended it).",
+    "timeout: the server ended it; relist: re-listed for objects refused while the cache was full).",
     ["kind", "reason"], registry=REGISTRY,
 )
 KUBE_API_UP = Gauge(

@@ -3,7 +3,8 @@
 Deleted objects stay for a grace period (a pod's files still have last lines to ship after the pod is
 gone); a re-list that no longer contains an object starts its grace too, rather than dropping it at
 once. At most ``max_items`` are held: beyond that a deleted object in its grace makes room, else the
-new object is refused and counted, so memory stays bounded whatever the cluster holds.
+new object is refused and counted, so memory stays bounded whatever the cluster holds; once there
+is room again, :attr:`ObjectStore.wants_relist` asks for a list that brings the refused ones in.
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ class ObjectStore(Generic[K, T]):
         self._deadlines: dict[K, float] = {}  # deleted keys, in deletion (hence deadline) order
         self._seen: set[K] | None = None
         self._full_logged = False
+        self._refused = 0  # objects refused for the bound since the last list began
+
+    @property
+    def wants_relist(self) -> bool:
+        """True when objects were refused for the bound and there is room now: a list would bring them."""
+        return self._refused > 0 and len(self._items) < self._max
 
     def __len__(self) -> int:
         return len(self._items)
@@ -62,6 +69,7 @@ class ObjectStore(Generic[K, T]):
 
     def relist_started(self) -> None:
         self._seen = set()
+        self._refused = 0
 
     def relist_done(self) -> None:
         seen, self._seen = self._seen or set(), None
@@ -82,6 +90,7 @@ class ObjectStore(Generic[K, T]):
         old = self._items.get(key)
         if old is None and len(self._items) >= self._max and not self._make_room():
             metrics.KUBE_OBJECTS_REFUSED.labels(self.kind, "over_limit").inc()
+            self._refused += 1
             if not self._full_logged:
                 self._full_logged = True
                 log.warning("kubernetes metadata cache: %s limit %d reached; new ones are not cached",

@@ -26,12 +26,19 @@ from shipper.kube.models import resource_version
 log = logging.getLogger("shipper.kube")
 
 PAGE_LIMIT = 500
+RELIST_MIN_SECS = 60.0  # a handler's own re-list requests are granted at most this often
 WATCH_TIMEOUT_SECS = (240, 360)  # spread, so many shippers do not re-watch in step
 _QUICK_END_SECS = 1.0  # a watch that ends this fast without events is treated as a failure
 
 
 class WatchHandler(Protocol):
-    """What a :class:`ListWatch` feeds: objects of one kind. ``upsert``/``delete`` return False to refuse one."""
+    """What a :class:`ListWatch` feeds: objects of one kind. ``upsert``/``delete`` return False to refuse one.
+
+    ``wants_relist`` asks for a fresh list (objects were refused for lack of room and room is back).
+    """
+
+    @property
+    def wants_relist(self) -> bool: ...
 
     def relist_started(self) -> None: ...
     def upsert(self, obj: Any) -> bool: ...
@@ -41,6 +48,10 @@ class WatchHandler(Protocol):
 
 class _Gone(Exception):
     """The resourceVersion is too old: list again."""
+
+
+class _Relist(Exception):
+    """The handler asked for a fresh list."""
 
 
 class ListWatch:
@@ -72,11 +83,15 @@ class ListWatch:
         self._backoff = (backoff_initial_secs, backoff_max_secs)
         self._failures = 0
         self._gone_streak = 0
+        self._listed_at = 0.0
+        self.relist_min_secs = RELIST_MIN_SECS
 
     async def run(self) -> None:
         """Run until cancelled; never raises for API trouble."""
         while True:
             try:
+                if self.resource_version is not None and self._relist_due():
+                    raise _Relist()
                 if self.resource_version is None:
                     await self._list()
                 started, events = time.monotonic(), await self._watch()
@@ -85,6 +100,9 @@ class ListWatch:
                     await self._sleep_backoff()
                 else:
                     self._gone_streak = self._failures = 0
+            except _Relist:
+                metrics.KUBE_WATCH_RESTARTS.labels(self.kind, "relist").inc()
+                self.resource_version = None
             except _Gone:
                 metrics.KUBE_WATCH_RESTARTS.labels(self.kind, "gone").inc()
                 self.resource_version = None
@@ -128,6 +146,7 @@ class ListWatch:
         self.handler.relist_done()
         self.resource_version = rv
         self.listed = True
+        self._listed_at = time.monotonic()
         self._set_healthy(True)
         self._on_listed()
 
@@ -144,6 +163,8 @@ class ListWatch:
                     events += 1
                     self._apply(line)
                     self._gone_streak = self._failures = 0
+                    if self._relist_due():
+                        raise _Relist()
         except KubeApiError as exc:
             if exc.gone:
                 raise _Gone() from None
@@ -177,6 +198,9 @@ class ListWatch:
         rv = resource_version(obj)
         if rv is not None:
             self.resource_version = rv
+
+    def _relist_due(self) -> bool:
+        return self.handler.wants_relist and time.monotonic() - self._listed_at >= self.relist_min_secs
 
     async def _sleep_backoff(self) -> None:
         self._failures += 1

@@ -359,3 +359,29 @@ def test_a_server_answering_every_watch_with_410_is_backed_off_not_hammered(capl
     run(go())
     assert 5 <= len(api.requests_for("pods", watch=False)) <= 40
     assert len([r for r in caplog.records if "pod resourceVersion expired" in r.getMessage()]) == 1
+
+
+def test_pods_refused_while_full_are_listed_again_once_there_is_room() -> None:
+    api = FakeApi()
+    for i in range(3):
+        api.add("pods", make_pod(f"p{i}"))
+    clock = FakeClock()
+
+    async def go() -> None:
+        async with synced_cache(api, max_pods=2, delete_grace_secs=0.04, clock=clock) as cache:
+            cache._watches[0].relist_min_secs = 0.0
+            refused = next(f"p{i}" for i in range(3) if cache.pod("default", f"p{i}") is None)
+            kept = next(f"p{i}" for i in range(3) if cache.pod("default", f"p{i}") is not None)
+            await asyncio.sleep(0.1)
+            assert len(api.requests_for("pods", watch=False)) == 1  # full, and no room: no re-list
+            api.delete("pods", "default", kept)
+            await until(lambda: cache.pod("default", kept).deleted)  # type: ignore[union-attr]
+            clock.now += 1  # the grace is over: the sweep drops it, and there is room
+            await until(lambda: len(cache._pods) == 1)
+            api.bookmark("pods")  # the watch looks at each line (kube-apiserver bookmarks about every minute)
+            await until(lambda: cache.pod("default", refused) is not None)
+            assert cache.pod("default", kept) is None
+
+    run(go())
+    assert len(api.requests_for("pods", watch=False)) == 2
+    assert sample("ecvi_shipper_kube_watch_restarts_total", kind="pod", reason="relist") >= 1
