@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from orjson import JSONDecodeError, loads
+
 from shipper.sources.file.config import MultilineConfig
-from shipper.sources.records import record_from_payload
 
 _TRACEBACK_CONT = re.compile(
     r"^(\s|Traceback \(most recent call last\):|During handling of the above exception"
@@ -126,7 +127,6 @@ class StreamGroups:
         s = self._streams.get(key)
         if s is None:
             s = self._streams[key] = _Stream(LineGrouper(self._pattern))
-        s.touched = time.monotonic()
         line = s.line
         if line is None and not partial:
             self._message(s, payload, ts, stream, off, truncated, out)
@@ -136,6 +136,7 @@ class StreamGroups:
         if line.add(payload, self._max_bytes, truncated):
             self._too_long()
         if partial:
+            s.touched = time.monotonic()
             return
         s.line = None
         self._message(s, line.text(), line.ts, line.stream, line.start, line.truncated, out)
@@ -143,11 +144,16 @@ class StreamGroups:
     def _message(self, s: _Stream, msg: str, ts: str | None, stream: Any, off: int, truncated: bool,
                  out: list[Any]) -> None:
         if msg[:1] == "{":
-            record = record_from_payload(msg)
-            if len(record) != 1 or record.get("message") is not msg:  # a JSON object
-                self._flush(s, out)
+            try:
+                record = loads(msg)
+            except JSONDecodeError:
+                record = None
+            if type(record) is dict:  # a JSON object: alone, whatever the rules say
+                if s.group is not None:
+                    self._flush(s, out)
                 self._emit(msg, ts, stream, off, truncated, out, record)
                 return
+        s.touched = time.monotonic()  # something waits on this stream from now
         group = s.group
         if group is not None and s.grouper.continues(msg, True) and group.lines < self._max_lines:
             if group.add("\n" + msg, self._max_bytes, truncated):
@@ -200,4 +206,4 @@ class StreamGroups:
 
 
 def _earliest(s: _Stream) -> int:
-    return min(p.start for p in (s.group, s.line) if p is not None) if s.group or s.line else 0
+    return min((p.start for p in (s.group, s.line) if p is not None), default=0)

@@ -268,6 +268,8 @@ class Tailer:
                 record = record_from_payload(payload)
             if len(record) > 1 or "message" not in record:
                 rts = record_time_ns(record)
+        else:
+            record = None  # a record given is dropped too: batched events stay small (and cheap to collect)
         if rts is None and ts is not None:
             rts = parse_rfc3339_ns(ts)
         meta = {**self._meta_base, "offset": off, "id": f"{self._uid}:{off}"}

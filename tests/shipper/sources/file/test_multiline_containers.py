@@ -109,6 +109,7 @@ def test_cri_traceback_on_stderr_is_one_event_and_stdout_json_between_is_not_mer
     # The JSON lines went at once, each alone and parsed; the traceback ended at "INFO next".
     assert len(events) == 6
     assert [e.record.get("seq") for e in events[:-1]] == [1, 2, 3, 4, 5]
+    assert {e.ts_ns for e in events[:-1]} == {1738555506789000000}  # the record's own time
     group = events[-1]
     assert group.raw == "\n".join(TRACEBACK)
     assert group.record == {"message": "\n".join(TRACEBACK)}
@@ -145,6 +146,15 @@ def test_docker_json_file_traceback_with_partial_lines(tailer: Callable[..., Tai
     assert raws(events) == [jline(message="out"), "\n".join(TRACEBACK), jline(message="after")]
     assert events[1].ts_ns == ts_ns(first) and events[1].meta["stream"] == "stderr"
     assert events[2].record["message"] == "after"
+
+
+def test_an_unfinished_line_at_the_end_of_a_rotated_file_counts_as_whole(tailer: Callable[..., Tailer]) -> None:
+    t = tailer(cri(TRACEBACK[0]) + cri(TRACEBACK[1]) + cri('  File "/app/x.py"', tag="P"))
+    assert read(t) == [] and t.pending_group
+    out: list[Event] = []
+    t.flush_group(out)  # what the source does once a rotated file is read to its end
+    assert raws(out) == ["\n".join(TRACEBACK[:2]) + '\n  File "/app/x.py"']
+    assert not t.pending_group and t.safe_offset == os.path.getsize(t.path)
 
 
 def test_max_lines_bounds_a_group(tailer: Callable[..., Tailer]) -> None:
