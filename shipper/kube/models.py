@@ -22,6 +22,10 @@ EXCLUDE_ANNOTATION = "ecvi-logs.io/exclude"
 EXCLUDE_CONTAINERS_ANNOTATION = "ecvi-logs.io/exclude-containers"
 ALWAYS_KEPT_ANNOTATIONS = frozenset({EXCLUDE_ANNOTATION, EXCLUDE_CONTAINERS_ANNOTATION})
 
+#: Annotation characters (keys and values) kept per pod, taken in key order, an annotation that does not
+#: fit left out: whoever may create a pod writes them, and every event of the pod would carry them.
+MAX_ANNOTATION_CHARS = 16_384
+
 DEFAULT_POD_ANNOTATIONS: tuple[str, ...] = ("*",)
 DEFAULT_EXCLUDE_POD_ANNOTATIONS: tuple[str, ...] = ("kubectl.kubernetes.io/last-applied-configuration",)
 
@@ -105,7 +109,7 @@ def parse_pod(obj: Any, annotations: AnnotationFilter) -> PodInfo:
         name=_string(meta, "name", "metadata"),
         node_name=_intern(node if isinstance(node := spec.get("nodeName"), str) else ""),
         labels=labels,
-        annotations=_string_map(meta, "annotations", keep=annotations.allows),
+        annotations=_string_map(meta, "annotations", keep=annotations.allows, budget=MAX_ANNOTATION_CHARS),
         containers=MappingProxyType(containers) if containers else _EMPTY,
         owner_kind=owner_kind,
         owner_name=owner_name,
@@ -118,7 +122,8 @@ def parse_namespace(obj: Any) -> NamespaceInfo:
     return NamespaceInfo(
         name=_intern(_string(meta, "name", "metadata")),
         labels=_string_map(meta, "labels"),
-        annotations=_string_map(meta, "annotations", keep=ALWAYS_KEPT_ANNOTATIONS.__contains__),
+        annotations=_string_map(meta, "annotations", keep=ALWAYS_KEPT_ANNOTATIONS.__contains__,
+                                budget=MAX_ANNOTATION_CHARS),
     )
 
 
@@ -181,18 +186,32 @@ def _string(meta: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
-def _string_map(meta: Mapping[str, Any], key: str, keep: Any = None) -> Mapping[str, str]:
+def _string_map(meta: Mapping[str, Any], key: str, keep: Any = None, budget: int | None = None) -> Mapping[str, str]:
     raw = meta.get(key)
     if raw is None:
         return _EMPTY
     if not isinstance(raw, dict):
         raise MalformedObject(f"metadata.{key}: not an object")
-    out = {
-        _intern(k): _intern(v)
-        for k, v in raw.items()
-        if isinstance(v, str) and (keep is None or keep(k))
-    }
+    items = {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str) and (keep is None or keep(k))}
+    if budget is not None:
+        items = within_budget(items, budget)
+    out = {_intern(k): _intern(v) for k, v in items.items()}
     return _shared_mapping(out) if out else _EMPTY
+
+
+def within_budget(items: Mapping[str, str], budget: int = MAX_ANNOTATION_CHARS) -> dict[str, str]:
+    """The annotations that fit ``budget`` characters, taken in key order (one too big is left out, smaller
+    ones after it still fit); the exclusion annotations are kept whenever they fit the budget on their own."""
+    out: dict[str, str] = {}
+    spent = 0
+    for k in sorted(items):
+        size = len(k) + len(items[k])
+        if spent + size <= budget:
+            spent += size
+            out[k] = items[k]
+        elif k in ALWAYS_KEPT_ANNOTATIONS and size <= budget:
+            out[k] = items[k]
+    return out
 
 
 def _shared_mapping(items: dict[str, str]) -> Mapping[str, str]:

@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from shipper.kube.models import AnnotationFilter, MalformedObject, parse_namespace, parse_pod, resolve_owner
+from shipper.kube.models import (
+    MAX_ANNOTATION_CHARS,
+    AnnotationFilter,
+    MalformedObject,
+    parse_namespace,
+    parse_pod,
+    resolve_owner,
+)
 from tests.shipper.kube._fakeapi import make_pod
 
 
@@ -114,3 +121,19 @@ def test_odd_but_harmless_fields_are_tolerated() -> None:
     pod = parse_pod(obj, AnnotationFilter())
     assert dict(pod.labels) == {"ok": "1"} and pod.owner_kind is None and pod.node_name == ""
     assert pod.containers["noimage"] == ""
+
+
+def test_annotations_are_bounded_per_pod_in_key_order_and_exclusions_survive() -> None:
+    annotations = {
+        "a-big": "x" * 20_000,  # alone over the budget: left out
+        "b-fill": "y" * (MAX_ANNOTATION_CHARS - 100),
+        "c-next": "z" * 200,  # does not fit after b-fill: left out
+        "d-small": "ok",  # still fits
+        "ecvi-logs.io/exclude": "true",  # kept though the budget is spent
+    }
+    pod = parse_pod(make_pod("p", annotations=annotations), AnnotationFilter())
+    assert sorted(pod.annotations) == ["b-fill", "d-small", "ecvi-logs.io/exclude"]
+    assert sum(len(k) + len(v) for k, v in pod.annotations.items()) <= MAX_ANNOTATION_CHARS + 100
+    huge = parse_pod(make_pod("p", annotations={"ecvi-logs.io/exclude-containers": "c," * 10_000}),
+                     AnnotationFilter())
+    assert dict(huge.annotations) == {}
