@@ -22,9 +22,11 @@ EXCLUDE_ANNOTATION = "ecvi-logs.io/exclude"
 EXCLUDE_CONTAINERS_ANNOTATION = "ecvi-logs.io/exclude-containers"
 ALWAYS_KEPT_ANNOTATIONS = frozenset({EXCLUDE_ANNOTATION, EXCLUDE_CONTAINERS_ANNOTATION})
 
-#: Annotation characters (keys and values) kept per pod, taken in key order, an annotation that does not
-#: fit left out: whoever may create a pod writes them, and every event of the pod would carry them.
+#: Annotation characters (keys and values) kept per object, taken in key order, an annotation that does
+#: not fit left out: whoever may create a pod writes them, and every event of the pod would carry them.
 MAX_ANNOTATION_CHARS = 16_384
+#: The same bound for labels (the API bounds each label, not how many there are).
+MAX_LABEL_CHARS = 16_384
 
 DEFAULT_POD_ANNOTATIONS: tuple[str, ...] = ("*",)
 DEFAULT_EXCLUDE_POD_ANNOTATIONS: tuple[str, ...] = ("kubectl.kubernetes.io/last-applied-configuration",)
@@ -90,7 +92,7 @@ def parse_pod(obj: Any, annotations: AnnotationFilter) -> PodInfo:
     """The :class:`PodInfo` of a Pod object; raises :class:`MalformedObject` naming the bad field."""
     meta = _mapping(obj, "metadata", required=True)
     spec = _mapping(obj, "spec")
-    labels = _string_map(meta, "labels")
+    labels = _string_map(meta, "labels", budget=MAX_LABEL_CHARS)
     controller = _controller_ref(meta)
     owner_kind, owner_name = resolve_owner(controller, labels.get("pod-template-hash"))
     containers: dict[str, str] = {}
@@ -121,7 +123,7 @@ def parse_namespace(obj: Any) -> NamespaceInfo:
     meta = _mapping(obj, "metadata", required=True)
     return NamespaceInfo(
         name=_intern(_string(meta, "name", "metadata")),
-        labels=_string_map(meta, "labels"),
+        labels=_string_map(meta, "labels", budget=MAX_LABEL_CHARS),
         annotations=_string_map(meta, "annotations", keep=ALWAYS_KEPT_ANNOTATIONS.__contains__,
                                 budget=MAX_ANNOTATION_CHARS),
     )
@@ -200,7 +202,7 @@ def _string_map(meta: Mapping[str, Any], key: str, keep: Any = None, budget: int
 
 
 def within_budget(items: Mapping[str, str], budget: int = MAX_ANNOTATION_CHARS) -> dict[str, str]:
-    """The annotations that fit ``budget`` characters, taken in key order (one too big is left out, smaller
+    """The labels or annotations that fit ``budget`` characters, taken in key order (one too big is left out, smaller
     ones after it still fit); the exclusion annotations are kept whenever they fit the budget on their own."""
     out: dict[str, str] = {}
     spent = 0

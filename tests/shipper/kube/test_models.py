@@ -9,6 +9,7 @@ import pytest
 
 from shipper.kube.models import (
     MAX_ANNOTATION_CHARS,
+    MAX_LABEL_CHARS,
     AnnotationFilter,
     MalformedObject,
     parse_namespace,
@@ -137,3 +138,12 @@ def test_annotations_are_bounded_per_pod_in_key_order_and_exclusions_survive() -
     huge = parse_pod(make_pod("p", annotations={"ecvi-logs.io/exclude-containers": "c," * 10_000}),
                      AnnotationFilter())
     assert dict(huge.annotations) == {}
+
+
+def test_labels_are_bounded_per_object() -> None:
+    labels = {f"k{i:05d}": "v" * 60 for i in range(2000)}  # each label valid, 130,000 characters in all
+    pod = parse_pod(make_pod("p", labels=labels), AnnotationFilter())
+    ns = parse_namespace({"metadata": {"name": "n", "labels": labels}})
+    for kept in (pod.labels, ns.labels):
+        assert 0 < sum(len(k) + len(v) for k, v in kept.items()) <= MAX_LABEL_CHARS
+        assert "k00000" in kept and "k01999" not in kept
