@@ -21,6 +21,7 @@ import yaml
 
 from shipper import metrics
 from shipper.kube import KubeClient, KubeMetadataCache
+from shipper.kube.access import in_cluster_access
 from tests.shipper.kube._fakeapi import realistic_pod_fields
 
 if TYPE_CHECKING:
@@ -172,6 +173,34 @@ def test_an_api_server_outage_keeps_the_cache_serving_and_it_catches_up_after(ku
             restarts = {r: metrics.REGISTRY.get_sample_value("ecvi_shipper_kube_watch_restarts_total",
                                                              {"kind": "pod", "reason": r}) for r in ("gone", "error")}
             print(f"caught up {took:.1f} s after the restart; pod watch restarts {restarts}")
+        finally:
+            await cache.stop()
+
+    run(go())
+
+
+def test_in_cluster_service_account_with_a_rotated_token(kube: Kube, shipper_token: str, tmp_path: Path) -> None:
+    node, ns = names()
+    kube.create_namespace(ns)
+    kube.create_pod(ns, "p", node_name=node)
+    sa = tmp_path / "serviceaccount"
+    sa.mkdir()
+    assert kube.ca_file is not None
+    (sa / "ca.crt").write_bytes(Path(kube.ca_file).read_bytes())
+    (sa / "token").write_text("not-a-valid-token")
+    port = kube.url.rsplit(":", 1)[1]
+    access = in_cluster_access({"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": port}, sa)
+    client = KubeClient.from_access(access)
+
+    async def go() -> None:
+        cache = KubeMetadataCache(client, node_name=node, backoff_initial_secs=0.1, backoff_max_secs=0.5)
+        await cache.start()
+        try:
+            assert not await cache.wait_synced(timeout=1.0)  # 401: retried, never raised
+            assert api_up() == 0
+            (sa / "token").write_text(shipper_token + "\n")  # the kubelet rotates the projected token
+            assert await cache.wait_synced(timeout=10.0)
+            assert cache.pod(ns, "p") is not None
         finally:
             await cache.stop()
 
