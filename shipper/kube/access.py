@@ -85,8 +85,8 @@ def kubeconfig_access(path: str | Path, context: str | None = None) -> ClusterAc
     base = path.parent
     ca_data = _b64(cluster, "certificate-authority-data", where, ckey)
     token = user.get("token")
-    if token is not None and not isinstance(token, str):
-        raise StartupError(f"{where}: {ukey}.token is not a string")
+    if token is not None and (not isinstance(token, str) or not _header_safe(token)):
+        raise StartupError(f"{where}: {ukey}.token is not a string of printable characters")
     token_file = _path(user, "tokenFile", base, where, ukey)
     if token_file is not None and not token_file.is_file():
         raise StartupError(f"{where}: {ukey}.tokenFile: {token_file} is missing")
@@ -111,6 +111,10 @@ def kubeconfig_access(path: str | Path, context: str | None = None) -> ClusterAc
         if f is not None and not f.is_file():
             raise StartupError(f"{where}: {key}: {f} is missing")
     return access
+
+
+def _header_safe(token: str) -> bool:
+    return token.isascii() and token.isprintable() and " " not in token
 
 
 def _load(path: Path) -> dict[str, Any]:

@@ -58,8 +58,10 @@ class _TokenAuth(httpx.Auth):
         if self._file is not None and (force or now - self._read_at >= self._reread_secs):
             self._read_at = now
             try:
-                token = self._file.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
+                token = self._file.read_text(encoding="ascii").strip()
+                if not (token.isprintable() and " " not in token):
+                    raise ValueError("not a bearer token (unprintable characters)")
+            except (OSError, ValueError) as exc:
                 # Rotation replaces the file atomically; keep the last token rather than send none.
                 if not self._read_failing:
                     log.warning("kubernetes API token file %s unreadable, keeping the last token: %s", self._file, exc)

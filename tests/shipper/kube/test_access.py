@@ -131,6 +131,7 @@ def test_hostile_kubeconfig_files_give_one_line_naming_the_problem(tmp_path: Pat
         ({"exec": {"command": "aws"}}, None, "users[name=u1].user.exec: credential plugins are not supported"),
         ({"auth-provider": {"name": "gcp"}}, None, "users[name=u1].user.auth-provider"),
         ({"token": 5}, None, "users[name=u1].user.token is not a string"),
+        ({"token": "abc\r\nX-Injected: 1"}, None, "users[name=u1].user.token is not a string of printable"),
         ({"tokenFile": "missing-token"}, None, "users[name=u1].user.tokenFile"),
         ({"client-certificate-data": base64.b64encode(b"C").decode()}, None, "must be given together"),
         ({"client-key-data": "%%% not base64"}, None, "users[name=u1].user.client-key-data is not valid base64"),

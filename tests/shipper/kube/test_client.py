@@ -93,6 +93,8 @@ def test_a_vanished_token_file_keeps_the_last_token_and_warns_once(tmp_path: Pat
         token.unlink()
         for _ in range(3):
             await client.get_json("/x")
+        token.write_text("half\nwritten\x00")
+        await client.get_json("/x")
         await client.aclose()
 
     with caplog.at_level(logging.WARNING, logger="shipper.kube"):
