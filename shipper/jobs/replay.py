@@ -88,8 +88,8 @@ async def replay_dead_letters(config: ShipperConfig, sink_name: str, sink: Sink 
                 result.problems.append(f"{path} {problem} (kept in the file)")
                 kept.append(dl.line if dl.line.endswith(b"\n") else dl.line + b"\n")
         if replayable:
-            writer = DeadLetterWriter(config.data_dir, sink_name, mode=mode)
-            writer.earlier = {id(event): entry for entry, event in replayable}
+            writer = DeadLetterWriter(config.data_dir, sink_name, mode=mode,
+                                      earlier={id(event): entry for entry, event in replayable})
             failed = await _resend(scfg, sink_name, config.data_dir, [e for _entry, e in replayable], sink, writer)
             result.resent, result.failed_again = len(replayable) - failed, failed
         if kept:

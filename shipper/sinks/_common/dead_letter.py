@@ -45,14 +45,15 @@ class DeadLetterWriter:
     """Appends rejected events to ``<data_dir>/dead_letter/<sink>.ndjson`` (fsynced).
 
     ``mode`` is set on the file at each write when given (a replay keeps the mode the file had).
+    ``earlier`` maps ``id(event)`` of events being replayed to the entries they were read from.
     """
 
-    def __init__(self, data_dir: str | Path, sink: str, *, mode: int | None = None) -> None:
+    def __init__(self, data_dir: str | Path, sink: str, *, mode: int | None = None,
+                 earlier: dict[int, dict[str, Any]] | None = None) -> None:
         self.path = dead_letter_path(data_dir, sink)
         self.sink = sink
         self.mode = mode
-        self.earlier: dict[int, dict[str, Any]] = {}
-        """The entries events being replayed were read from, by ``id(event)``."""
+        self.earlier = earlier or {}
 
     def write(self, rejected: list[tuple[Event, str]]) -> None:
         """Append one line per event; raises only ``OSError`` (the file cannot be written)."""
