@@ -55,7 +55,8 @@ def parse_docker(line: str) -> Unwrapped:
         if log.endswith("\r"):
             log = log[:-1]
     t = obj.get("time")
-    return Unwrapped(log, t if isinstance(t, str) else None, obj.get("stream"), partial)
+    stream = obj.get("stream")
+    return Unwrapped(log, t if isinstance(t, str) else None, stream if isinstance(stream, str) else None, partial)
 
 
 def parse_plain(line: str) -> Unwrapped:

@@ -26,7 +26,7 @@ _EXC_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning
 
 # Streams grouped apart. Any other value (a docker line may name anything, or nothing) shares one
 # slot, so a hostile file cannot make the tailer hold a group per made-up stream name.
-_STREAMS = ("stdout", "stderr")
+STREAMS = ("stdout", "stderr")
 
 
 class LineGrouper:
@@ -123,7 +123,7 @@ class StreamGroups:
     def add(self, payload: str, ts: str | None, stream: Any, partial: bool, off: int, truncated: bool,
             out: list[Any]) -> None:
         """One record of the file: a whole line, or a ``partial`` piece of one."""
-        key = stream if stream in _STREAMS else None
+        key = stream if stream in STREAMS else None
         s = self._streams.get(key)
         if s is None:
             s = self._streams[key] = _Stream(LineGrouper(self._pattern))

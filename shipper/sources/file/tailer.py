@@ -14,7 +14,7 @@ from shipper import metrics
 from shipper.event import Event
 from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.file.formats import PARSERS, FormatError
-from shipper.sources.file.multiline import LineGrouper, Pending, StreamGroups
+from shipper.sources.file.multiline import STREAMS, LineGrouper, Pending, StreamGroups
 from shipper.sources.file.paths import display_path
 from shipper.sources.records import parse_rfc3339_ns, record_from_payload, record_time_ns
 
@@ -67,7 +67,10 @@ class Tailer:
         self._buf = b""
         self._buf_start = offset
         self._discarding = False
-        self._group: Pending | None = None  # a text group, or a container line's partial pieces
+        self._group: Pending | None = None  # a text group
+        # Without multiline: a container line's partial pieces, per stream (stdout and stderr
+        # interleave in one file; a piece of one never joins the other's line).
+        self._partials: dict[str | None, Pending] = {}
         self.shown = display_path(path)
         self._meta_base: dict[str, Any] = {"source": source, "file": self.shown}
         if kubernetes:
@@ -96,12 +99,15 @@ class Tailer:
         if self._streams is not None:
             start = self._streams.start
             return self._buf_start if start is None else min(start, self._buf_start)
+        if self._partials:
+            return min(self._buf_start, *(p.start for p in self._partials.values()))
         return self._group.start if self._group is not None else self._buf_start
 
     @property
     def pending_group(self) -> bool:
         """Whether lines wait in a group or a partial line (emitted by :meth:`flush_group`)."""
-        return self._group is not None or (self._streams is not None and self._streams.pending)
+        return (self._group is not None or bool(self._partials)
+                or (self._streams is not None and self._streams.pending))
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -151,7 +157,7 @@ class Tailer:
             if self._discarding:
                 self._discarding = False
                 continue
-            if cri and self._group is None and len(raw) <= max_line and self._cri_full_line(raw, off, out):
+            if cri and not self._partials and len(raw) <= max_line and self._cri_full_line(raw, off, out):
                 continue
             truncated = len(raw) > max_line
             self._line(raw[:max_line] if truncated else raw, off, truncated, out)
@@ -203,11 +209,17 @@ class Tailer:
             self._streams.add(u.payload, u.ts_text, u.stream, u.partial, off, truncated, out)
             return
         if self._wrapped:
-            if self._group is not None or u.partial:
-                self._add_to_group(u.payload, off, u.ts_text, u.stream, truncated)
+            key = u.stream if u.stream in STREAMS else None
+            pending = self._partials.get(key)
+            if pending is not None or u.partial:
+                if pending is None:
+                    pending = self._partials[key] = Pending(off, u.ts_text, u.stream)
+                if pending.add(u.payload, self.cfg.max_line_bytes, truncated):
+                    self._group_too_long()
                 if u.partial:
                     return
-                self.flush_group(out)
+                del self._partials[key]
+                self._emit(pending.text(), pending.ts, pending.stream, pending.start, pending.truncated, out)
                 return
             self._emit(u.payload, u.ts_text, u.stream, off, truncated, out)
             return
@@ -237,6 +249,11 @@ class Tailer:
         """Emit everything pending (a text group, partial lines, every stream's group), each as one event."""
         if self._streams is not None:
             self._streams.flush_all(out)
+        if self._partials:
+            pieces = sorted(self._partials.values(), key=lambda p: p.start)
+            self._partials.clear()
+            for p in pieces:
+                self._emit(p.text(), p.ts, p.stream, p.start, p.truncated, out)
         group = self._group
         if group is None:
             return
@@ -305,6 +322,7 @@ class Tailer:
         self._buf = b""
         self._buf_start = 0
         self._group = None
+        self._partials.clear()
         if self._streams is not None:
             self._streams.clear()
         self._discarding = False

@@ -305,13 +305,15 @@ async def test_file_source_stopped_mid_group_resumes_without_loss(tmp_path: Path
 
 # -- without multiline: exactly as before ---------------------------------------------------------
 
-# Digest of the events the tailer made of _mixed_corpus before container grouping existed
+# Digest of the events the tailer made of _mixed_corpus before container grouping existed, except
+# that a partial line now joins only pieces of its own stream (before, a stdout line written between
+# two stderr pieces was glued into the stderr line: 120 events of each corpus differed, only those).
 # (format, read_chunk_bytes) -> (events, sha256); see _digest.
 GOLDEN = {
-    ("cri", 4096): (661, "01b17d3ffca0969917ba71e3927a91fa7dec4b84e03562611342c1b66357ea16"),
-    ("cri", 262144): (661, "01b17d3ffca0969917ba71e3927a91fa7dec4b84e03562611342c1b66357ea16"),
-    ("docker", 4096): (540, "5ff2e7d93c4475bab498296ebf8cd13fb125f7fb0f7b96e0ab6f84fe1d13aab5"),
-    ("docker", 262144): (540, "5ff2e7d93c4475bab498296ebf8cd13fb125f7fb0f7b96e0ab6f84fe1d13aab5"),
+    ("cri", 4096): (661, "02bcb974f8c246aa0978ed7a3ac4c4a5d8e4d9fc8c99ab5295f4c4a2b2c546e5"),
+    ("cri", 262144): (661, "02bcb974f8c246aa0978ed7a3ac4c4a5d8e4d9fc8c99ab5295f4c4a2b2c546e5"),
+    ("docker", 4096): (540, "0644fad3a41ee4d4a11b320a0c03468648019b1eb95b5d7070f01115447b5e86"),
+    ("docker", 262144): (540, "0644fad3a41ee4d4a11b320a0c03468648019b1eb95b5d7070f01115447b5e86"),
 }
 
 
@@ -353,3 +355,29 @@ def test_without_multiline_container_events_are_unchanged(tailer: Callable[..., 
     t = tailer(_mixed_corpus(fmt), format=fmt, multiline=None, max_line_bytes=300, read_chunk_bytes=chunk)
     events = read(t, flush=True)
     assert (len(events), _digest(events)) == GOLDEN[(fmt, chunk)]
+
+
+@pytest.mark.parametrize("fmt", ["cri", "docker"])
+def test_without_multiline_partial_lines_join_only_their_own_stream(tailer: Callable[..., Tailer], fmt: str) -> None:
+    if fmt == "cri":
+        data = cri("head of err ", "stderr", "P") + cri("between", "stdout") + cri("tail of err", "stderr")
+    else:
+        data = docker("head of err ", "stderr") + docker("between\n", "stdout") + docker("tail of err\n", "stderr")
+    t = tailer(data, format=fmt, multiline=None)
+    events = read(t)
+    assert sorted((e.raw, e.meta["stream"]) for e in events) == [
+        ("between", "stdout"), ("head of err tail of err", "stderr")]
+    assert t.safe_offset == len(data)
+
+
+def test_a_pending_partial_holds_the_checkpoint_at_its_first_piece(tailer: Callable[..., Tailer]) -> None:
+    t = tailer(cri("head of err ", "stderr", "P") + cri("between", "stdout"), multiline=None)
+    assert raws(read(t)) == ["between"]
+    assert t.safe_offset == 0
+
+
+def test_a_docker_stream_that_is_not_a_string_is_dropped(tailer: Callable[..., Tailer]) -> None:
+    t = tailer(b'{"log": "x\\n", "stream": {"a": 1}, "time": "2025-01-01T00:00:00Z"}\n', format="docker",
+               multiline=None)
+    (e,) = read(t)
+    assert e.raw == "x" and "stream" not in e.meta
