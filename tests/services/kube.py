@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import secrets
 import ssl
+import subprocess
 import time
 import uuid
 from collections.abc import Mapping
@@ -58,9 +59,13 @@ def _json(resp: httpx.Response) -> dict[str, Any]:
 
 
 def _rsa_key_pem() -> bytes:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
+    """A new 2048-bit RSA private key (PEM) for signing service-account tokens."""
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+    except ImportError:  # cryptography comes with moto, not on its own: openssl does the same
+        return subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+                              capture_output=True, check=True, timeout=60).stdout
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
