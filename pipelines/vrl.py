@@ -140,12 +140,16 @@ def vector_template(value: str, computed: dict[str, str]) -> str:
     return "".join(out)
 
 
-def parse_program(source_name: str, kind: str, fmt: str, kubernetes_metadata: bool) -> str:
+def parse_program(source_name: str, kind: str, fmt: str, kubernetes_metadata: bool,
+                  multiline: bool = False) -> str:
     """The remap after a source: unwrap the container runtime line, parse our JSON record into the
     event's root, keep the raw payload in ``%ecvi_raw`` and a deterministic id in ``%ecvi_id``.
 
     ``kind`` is ``file`` (Vector's file source: ``.message``, ``.file``, ``.offset``),
     ``kubernetes_logs`` (already unwrapped, metadata under ``.kubernetes``) or ``fluent``.
+    ``multiline``: a message that is not a JSON object also gets ``.ecvi_multiline`` (its file,
+    stream and id), which the grouping after this step reads and removes
+    (:mod:`pipelines.vector.multiline`).
     """
     lines = [f"# {source_name}: {kind} source, {fmt} lines"]
     if kind == "fluent":
@@ -165,22 +169,33 @@ def parse_program(source_name: str, kind: str, fmt: str, kubernetes_metadata: bo
         if kind == "file" and fmt == "cri":
             lines += [
                 "payload = line",
+                *(["stream = \"\""] if multiline else []),
                 f"cri, err = parse_regex(line, {regex(CRI_LINE)})",
                 "if err == null {",
                 "  payload = string(cri.log) ?? line",
+                *(["  stream = string(cri.stream) ?? \"\""] if multiline else []),
                 "  event_time = parse_timestamp(string(cri.time) ?? \"\", format: \"%+\") ?? now()",
                 "}",
             ]
         elif kind == "file" and fmt == "docker":
             lines += [
                 "wrapper = object(parse_json(line) ?? {}) ?? {}",
-                "payload = strip_whitespace(string(wrapper.log) ?? line)",
+                "# Only the line end goes: a traceback's indentation is part of the message.",
+                "payload = string(wrapper.log) ?? line",
+                "if ends_with(payload, \"\\n\") {",
+                "  payload = slice!(payload, 0, -1)",
+                "  if ends_with(payload, \"\\r\") { payload = slice!(payload, 0, -1) }",
+                "}",
                 "event_time = parse_timestamp(string(wrapper.time) ?? \"\", format: \"%+\") ?? now()",
             ]
+            if multiline:
+                lines.append("stream = string(wrapper.stream) ?? \"\"")
         else:
             lines.append("payload = line")
             if kind == "kubernetes_logs":
                 lines.append("event_time = timestamp(.timestamp) ?? now()")
+                if multiline:
+                    lines += ["stream = string(.stream) ?? \"\"", "file = string(.file) ?? \"\""]
         if kind == "kubernetes_logs":
             lines += [
                 "# The shipper's names for kubernetes_logs' fields; absent ones left out.",
@@ -231,9 +246,11 @@ def parse_program(source_name: str, kind: str, fmt: str, kubernetes_metadata: bo
             lines.append("id_basis = file + \":\" + (to_string(.offset) ?? \"\")")
         lines += [
             "record = {\"message\": payload}",
+            *(["grouped = true"] if multiline else []),
             "if starts_with(payload, \"{\") {",
             "  parsed, err = parse_json(payload)",
-            "  if err == null && is_object(parsed) { record = object!(parsed) }",
+            "  if err == null && is_object(parsed) {"
+            + (" record = object!(parsed); grouped = false }" if multiline else " record = object!(parsed) }"),
             "}",
         ]
     lines += [
@@ -249,6 +266,14 @@ def parse_program(source_name: str, kind: str, fmt: str, kubernetes_metadata: bo
         f"%ecvi_source = {string(source_name)}",
         "%ecvi_id = slice!(sha2(id_basis, variant: \"SHA-256\"), 0, 32)",
     ]
+    if multiline:
+        lines += [
+            "# Text is grouped per file and stream; a stream other than stdout or stderr shares one group.",
+            "if grouped {",
+            "  if stream != \"stdout\" && stream != \"stderr\" { stream = \"\" }",
+            "  .ecvi_multiline = {\"file\": file, \"stream\": stream, \"id\": %ecvi_id}",
+            "}",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -82,8 +82,8 @@ class Renderer:
         self.transforms: dict[str, Any] = {}
         self.sinks: dict[str, Any] = {}
         self.tests: list[dict[str, Any]] = []
-        # Shipper component name -> the Vector component carrying its output.
-        self.outputs: dict[str, str] = {}
+        # Shipper component name -> the Vector outputs carrying its events (two after a grouping).
+        self.outputs: dict[str, list[str]] = {}
         self.rounded: list[str] = []
         self.raised: list[str] = []
 
@@ -106,7 +106,7 @@ class Renderer:
         return rendered
 
     def inputs(self, names: list[str]) -> list[str]:
-        return [self.outputs[n] for n in names]
+        return [out for n in names for out in self.outputs[n]]
 
     def unconfined(self, templates: list[str]) -> bool:
         """True when a template starts with an event field (Vector >= 0.57 confinement)."""
@@ -118,16 +118,17 @@ class Renderer:
     def source(self, name: str, src: AnySourceConfig) -> None:
         SOURCE_RENDERERS[type(src)](self, name, src)
 
-    def parse(self, name: str, kind: str, fmt: str, kubernetes_metadata: bool) -> None:
-        """The remap after source ``name`` that parses its lines as the shipper does."""
+    def parse(self, name: str, kind: str, fmt: str, kubernetes_metadata: bool, multiline: bool = False) -> None:
+        """The remap after source ``name`` that parses its lines as the shipper does (``multiline``:
+        marking text messages for the grouping after it, :mod:`.multiline`)."""
         out = f"{name}_parse"
         self.transforms[out] = {
             "type": "remap",
             "inputs": [name],
             "drop_on_error": False,
-            "source": vrl.parse_program(name, kind, fmt, kubernetes_metadata),
+            "source": vrl.parse_program(name, kind, fmt, kubernetes_metadata, multiline),
         }
-        self.outputs[name] = out
+        self.outputs[name] = [out]
         if self.opt.with_tests:
             self.tests.append(parse_test(out, kind, fmt))
 
@@ -147,7 +148,7 @@ class Renderer:
         else:
             self.transforms[name] = {"type": "remap", "inputs": inputs,
                                      "source": vrl.add_fields_program(t.fields, t.overwrite)}
-        self.outputs[name] = name
+        self.outputs[name] = [name]
 
     def transforms_in_order(self) -> list[str]:
         """Transform names with every transform after its inputs."""

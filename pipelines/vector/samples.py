@@ -69,3 +69,21 @@ def redact_test(transform: str) -> dict[str, Any]:
             'assert_eq!(.message, "login")',
         ])}]}],
     }
+
+
+def grouped_test(transform: str) -> dict[str, Any]:
+    """A Vector unit test: ``transform`` (after a multiline reduce) removes the grouping mark and puts the
+    joined message, the first line's id and the source back in metadata."""
+    message = "ERROR boom\nTraceback (most recent call last):\n  File \"x.py\", line 1\nValueError: bad"
+    return {
+        "name": f"{transform} restores a grouped event's metadata",
+        "inputs": [{"insert_at": transform, "type": "vrl", "source": ". = " + vrl.literal({
+            "message": message, "ecvi_multiline": {"file": SAMPLE_CONTAINER_FILE, "stream": "stderr", "id": "0f" * 16},
+        })}],
+        "outputs": [{"extract_from": transform, "conditions": [{"type": "vrl", "source": "\n".join([
+            "assert!(!exists(.ecvi_multiline))",
+            f"assert_eq!(.message, {vrl.string(message)})",
+            f"assert_eq!(%ecvi_raw, {vrl.string(message)})",
+            f"assert_eq!(%ecvi_id, {vrl.string('0f' * 16)})",
+        ])}]}],
+    }

@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pipelines.vector.multiline import render_grouping
 from shipper.sources.file.config import (
     EXCLUDE_ANNOTATION,
     EXCLUDE_CONTAINERS_ANNOTATION,
@@ -56,8 +57,9 @@ def render_file(r: Renderer, name: str, src: FileSourceConfig) -> None:
         "file_key": "file",
         "offset_key": "offset",
     }
-    if src.format == "text" or src.multiline is not None:
-        ml = src.multiline
+    ml = src.multiline
+    if src.format == "text":
+        # A text line is the message itself: the file source groups it as the shipper does.
         r.sources[name]["multiline"] = {
             # Default: Python tracebacks (indented lines, "Traceback", "During handling...",
             # and the final "SomeError: ..." line continue the event before them).
@@ -68,11 +70,20 @@ def render_file(r: Renderer, name: str, src: FileSourceConfig) -> None:
             "timeout_ms": ml.timeout_ms if ml else 1000,
         }
         r.note(f"sources.{name}.multiline.max_lines: no file source equivalent")
-    if src.format == "cri":
-        r.note(f"sources.{name}: partial CRI lines (tag P) are not reassembled by the file source "
-               "(use --kubernetes-logs for auto_partial_merge)")
+    elif src.format == "json":
+        if ml is not None:
+            r.note(f"sources.{name}.multiline: not rendered; the shipper groups no json lines either")
+    else:
+        partial = {"cri": "partial CRI lines (tag P)", "docker": "partial docker lines (a log with no newline)"}
+        note = f"sources.{name}: {partial[src.format]} are not reassembled by the file source"
+        if ml is not None:
+            note += " (with multiline, each piece is grouped as a line of its own)"
+        r.note(note + "; use --kubernetes-logs for auto_partial_merge")
     r.note(f"sources.{name}: read_chunk_bytes, poll_interval_secs, batch_events have no Vector equivalent")
-    r.parse(name, "file", src.format, kubernetes_metadata=src.kubernetes_metadata)
+    group = ml if src.format in ("cri", "docker") else None
+    r.parse(name, "file", src.format, kubernetes_metadata=src.kubernetes_metadata, multiline=group is not None)
+    if group is not None:
+        render_grouping(r, name, group)
 
 
 def _kubernetes_logs(r: Renderer, name: str, src: FileSourceConfig) -> None:
@@ -85,6 +96,7 @@ def _kubernetes_logs(r: Renderer, name: str, src: FileSourceConfig) -> None:
         "read_from": src.read_from,
         "max_line_bytes": src.max_line_bytes,
         "glob_minimum_cooldown_ms": int(src.glob_interval_secs * 1000),
+        "auto_partial_merge": True,  # the default, relied on: grouping sees whole lines
     }
     excludes = [g for g in (pods_glob(p, exclude=True) for p in src.exclude) if g]
     if excludes:
@@ -97,9 +109,11 @@ def _kubernetes_logs(r: Renderer, name: str, src: FileSourceConfig) -> None:
            "has no end-to-end acknowledgements (best-effort delivery)")
     if api is not None:
         _kubernetes_api(r, name, api)
-    r.parse(name, "kubernetes_logs", src.format, kubernetes_metadata=True)
+    r.parse(name, "kubernetes_logs", src.format, kubernetes_metadata=True, multiline=src.multiline is not None)
     if api is not None:
         _exclusion_filter(r, name)
+    if src.multiline is not None:
+        render_grouping(r, name, src.multiline)
 
 
 def _kubernetes_api(r: Renderer, name: str, api: KubernetesApiConfig) -> None:
@@ -123,20 +137,20 @@ def _kubernetes_api(r: Renderer, name: str, api: KubernetesApiConfig) -> None:
 def _exclusion_filter(r: Renderer, name: str) -> None:
     """Drop events of pods annotated ``ecvi-logs.io/exclude: "true"`` and of containers their pod's
     ``ecvi-logs.io/exclude-containers`` lists, after the parse step (which names the fields as the shipper)."""
-    parsed = r.outputs[name]
+    parsed = r.outputs[name]  # the parse step's one output
     out = f"{name}_exclude"
     annotations = ".kubernetes.pod_annotations"
     listed = f"split(string({annotations}.{json.dumps(EXCLUDE_CONTAINERS_ANNOTATION)}) ?? \"\", \",\")"
     r.transforms[out] = {
         "type": "filter",
-        "inputs": [parsed],
+        "inputs": parsed,
         "condition": {"type": "vrl", "source": (
             f"downcase(strip_whitespace(string({annotations}.{json.dumps(EXCLUDE_ANNOTATION)}) ?? \"\")) != \"true\""
             f" && !includes(map_values({listed}) -> |c| {{ strip_whitespace(c) }}, "
             "string(.kubernetes.container_name) ?? null)"
         )},
     }
-    r.outputs[name] = out
+    r.outputs[name] = [out]
 
 
 def pods_glob(pattern: str, exclude: bool = False) -> str | None:

@@ -189,6 +189,11 @@ def test_vrl_compiles_and_the_tests_section_passes(path: Path, pyvrl: Any) -> No
             pyvrl.Transform(_unescape(t["source"]) + "\n.")  # compiles, or raises with the VRL error
         elif t["type"] == "filter":
             pyvrl.Transform("ok = " + _unescape(t["condition"]["source"]) + "\n.")
+        elif t["type"] == "route":  # multiline grouping: text around, JSON objects past the reduce
+            for cond in t["route"].values():
+                pyvrl.Transform("ok = {\n" + _unescape(cond["source"]) + "}\n.")
+        elif t["type"] == "reduce":
+            pyvrl.Transform("ok = {\n" + _unescape(t["starts_when"]["source"]) + "}\n.")
         else:
             raise AssertionError(f"unexpected transform {name}: {t['type']}")
     for test in out["tests"]:
