@@ -11,4 +11,5 @@ done
 for tool in kube-apiserver etcd; do
   echo "$tool $(bash "$here/build_kube.sh" "$tool")"
 done
+echo "helm $(bash "$here/build_helm.sh")"
 echo "pyvrl $(bash "$here/fetch_pyvrl.sh")"
