@@ -18,8 +18,8 @@ venv: $(BIN)/ecvi-logs
 run: venv
 	$(BIN)/ecvi-logs demo --workdir ./var
 
-## services: build Loki, Prometheus and the validators (promtool, amtool, kubeconform, kustomize) from their Go
-## modules and fetch Elasticsearch, all cached in $(ECVI_CACHE_DIR), before any test runs
+## services: build Loki, Prometheus, kube-apiserver + etcd and the validators (promtool, amtool, kubeconform,
+## kustomize, helm) from their Go modules and fetch Elasticsearch, all cached in $(ECVI_CACHE_DIR), before any test runs
 services: venv
 	bash tests/services/build_loki.sh >/dev/null
 	bash tests/services/fetch_elasticsearch.sh >/dev/null
