@@ -16,6 +16,7 @@ import orjson
 import pytest
 import yaml
 
+from shipper.event import Event
 from shipper.sinks.loki.config import LokiSinkConfig
 from shipper.sinks.loki.sink import LokiSink
 from tests.services._process import free_port
@@ -45,6 +46,8 @@ def test_archive_verify_tamper_restore(loki: Loki, tmp_path: Path) -> None:
     loki_flush(loki.url)
     day = days[1]
     expected = on_day(events, day)
+    # Backdated lines become queryable as the ingester's flush reaches them (slower under load).
+    _wait_queryable(loki, f'{{run="{run}"}}', expected)
     archive = tmp_path / "archive"
     selector = ["--loki-url", loki.url, "--selector", f'{{run="{run}"}}']
 
@@ -85,6 +88,7 @@ def test_archive_verify_tamper_restore(loki: Loki, tmp_path: Path) -> None:
     assert restored.exit_code == 0, restored.output
     assert orjson.loads(restored.output)["delivered"] == len(expected)
     loki_flush(loki.url)
+    _wait_queryable(loki, f'{{restored="{run}"}}', expected)
     again = tmp_path / "again"
     result = cli("archive", "run", "--backend", "loki", "--loki-url", loki.url, "--selector", f'{{restored="{run}"}}',
                  "--day", day.isoformat(), "--to", again.as_uri())
@@ -132,3 +136,9 @@ def test_retention_of_the_running_loki(loki: Loki, tmp_path: Path) -> None:
     check = subprocess.run([str(find_binary()), "-verify-config", f"-config.file={config}"],
                            capture_output=True, text=True, timeout=120, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def _wait_queryable(loki: Loki, query: str, expected: list[Event]) -> None:
+    start = min(e.ts_ns for e in expected)
+    found = loki.wait_for_entries(query, len(expected), start, max(e.ts_ns for e in expected) + 1, timeout=60)
+    assert len(found) == len(expected), f"{len(found)} of {len(expected)} lines queryable after 60 s"
