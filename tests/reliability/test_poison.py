@@ -118,7 +118,10 @@ def write_workload(logs: Path) -> Workload:
 
 
 def _config(tmp: Path, port: int, run: str, loki: str, es: str, aws: str) -> str:
-    """deploy/kubernetes (base and overlays) in one file, plus a ``run`` label to find this run in Loki."""
+    """deploy/kubernetes (base and overlays) in one file, plus a ``run`` label to find this run in Loki.
+
+    Not here: the forward source and ``kubernetes_api`` (no API server in this test; without one the
+    source ships with path metadata, which is what this file has)."""
     return f"""
 data_dir: {tmp}/data
 api: {{address: "127.0.0.1:{port}"}}
@@ -131,6 +134,7 @@ sources:
     format: cri
     read_from: beginning
     glob_interval_secs: 0.2
+    multiline: {{}}
 transforms:
   redact: {{type: redact, inputs: [containers]}}
   tag: {{type: add_fields, inputs: [redact], fields: {{run: "{run}"}}, overwrite: true}}
