@@ -12,14 +12,20 @@ from typing import Any
 import orjson
 
 #: Bump when the template changes in a way that should replace installed copies.
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2
 MANAGED_BY = "ecvi-logs"
 
 _KEYWORD_FIELDS = (
     "level", "logger", "request_id", "user_id", "company_id", "task_id", "trace_id", "span_id",
     "service", "environment", "version",
 )
-_KUBERNETES_FIELDS = ("namespace", "pod_name", "container_name", "container_id", "pod_uid")
+_KUBERNETES_FIELDS = (
+    "namespace", "pod_name", "container_name", "container_id", "pod_uid", "node_name", "container_image",
+    "owner_kind", "owner_name",
+)
+# Label and annotation keys such as ``app`` and ``app.kubernetes.io/name`` would be a keyword and an
+# object in a dynamic mapping, which Elasticsearch refuses: a flattened field takes any keys as one field.
+_KUBERNETES_MAPS = ("pod_labels", "pod_annotations", "namespace_labels")
 #: Longer strings are kept in ``_source`` but not indexed as keywords (Lucene's term limit is 32 KB).
 IGNORE_ABOVE = 1024
 
@@ -49,7 +55,10 @@ def record_mappings() -> dict[str, Any]:
                 "stacktrace": {"type": "text"},
             }
         },
-        "kubernetes": {"properties": {name: _keyword() for name in _KUBERNETES_FIELDS}},
+        "kubernetes": {"properties": {
+            **{name: _keyword() for name in _KUBERNETES_FIELDS},
+            **{name: {"type": "flattened", "ignore_above": IGNORE_ABOVE} for name in _KUBERNETES_MAPS},
+        }},
     }
     properties.update({name: _keyword() for name in _KEYWORD_FIELDS})
     return {
