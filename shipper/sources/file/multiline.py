@@ -3,7 +3,7 @@
 ``text`` files are grouped line by line (:class:`LineGrouper`, driven by the tailer). Container
 logs (``cri``/``docker``) are grouped by :class:`StreamGroups`: per stream, because stdout and
 stderr interleave in one file, after the runtime's partial lines are reassembled, and never
-across a JSON object message, which is always an event of its own.
+across a message shaped like a JSON object (``{`` ... ``}``), which is always an event of its own.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from orjson import JSONDecodeError, loads
 
 from shipper.sources.file.config import MultilineConfig
 
@@ -106,8 +105,8 @@ class StreamGroups:
 
     A line is first reassembled from the runtime's partial pieces; the whole message then either
     continues its stream's group (the :class:`LineGrouper` rules, at most ``max_lines`` lines and
-    ``max_bytes`` characters) or ends it and starts the next. A message that is a JSON object ends
-    its stream's group and is emitted alone. A group whose stream has been quiet for
+    ``max_bytes`` characters) or ends it and starts the next. A message shaped like a JSON object
+    (starts with ``{``, ends with ``}``; not parsed here) ends its stream's group and is emitted alone. A group whose stream has been quiet for
     ``timeout_ms`` is complete. :attr:`start` is the earliest offset still pending.
     """
 
@@ -143,16 +142,13 @@ class StreamGroups:
 
     def _message(self, s: _Stream, msg: str, ts: str | None, stream: Any, off: int, truncated: bool,
                  out: list[Any]) -> None:
-        if msg[:1] == "{":
-            try:
-                record = loads(msg)
-            except JSONDecodeError:
-                record = None
-            if type(record) is dict:  # a JSON object: alone, whatever the rules say
-                if s.group is not None:
-                    self._flush(s, out)
-                self._emit(msg, ts, stream, off, truncated, out, record)
-                return
+        if msg[:1] == "{" and (msg[-1:] == "}" or msg.rstrip()[-1:] == "}"):
+            # Shaped like a JSON object: alone, whatever the rules say. The shape is checked, not
+            # parsed: the record is parsed later only if a sink needs its fields.
+            if s.group is not None:
+                self._flush(s, out)
+            self._emit(msg, ts, stream, off, truncated, out)
+            return
         s.touched = time.monotonic()  # something waits on this stream from now
         group = s.group
         if group is not None and s.grouper.continues(msg, True) and group.lines < self._max_lines:

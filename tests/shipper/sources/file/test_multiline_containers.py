@@ -22,7 +22,7 @@ from shipper.sources.file.source import FileSource
 from shipper.sources.file.tailer import Tailer
 from shipper.sources.records import parse_rfc3339_ns
 from tests.factories import cri_line, cri_time, docker_line
-from tests.shipper.sources.test_file_source import Collector, run_until
+from tests.shipper.sources.file._support import Collector, run_until
 
 K8S = {"namespace": "ecvi", "pod_name": "worker-1", "container_name": "worker", "container_id": "c" * 64}
 TRACEBACK = [
@@ -381,3 +381,9 @@ def test_a_docker_stream_that_is_not_a_string_is_dropped(tailer: Callable[..., T
                multiline=None)
     (e,) = read(t)
     assert e.raw == "x" and "stream" not in e.meta
+
+
+def test_a_message_shaped_like_an_object_is_alone(tailer: Callable[..., Tailer]) -> None:
+    t = tailer(cri(TRACEBACK[0]) + cri("{not: json}") + cri(TRACEBACK[1]) + cri('{"a": 1}  '))
+    events = read(t, flush=True)
+    assert raws(events) == [TRACEBACK[0], "{not: json}", TRACEBACK[1], '{"a": 1}  ']
