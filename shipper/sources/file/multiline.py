@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-
 from shipper.sources.file.config import MultilineConfig
 
 _TRACEBACK_CONT = re.compile(
@@ -106,8 +105,9 @@ class StreamGroups:
     A line is first reassembled from the runtime's partial pieces; the whole message then either
     continues its stream's group (the :class:`LineGrouper` rules, at most ``max_lines`` lines and
     ``max_bytes`` characters) or ends it and starts the next. A message shaped like a JSON object
-    (starts with ``{``, ends with ``}``; not parsed here) ends its stream's group and is emitted alone. A group whose stream has been quiet for
-    ``timeout_ms`` is complete. :attr:`start` is the earliest offset still pending.
+    (starts with ``{``, ends with ``}``; not parsed here) ends its stream's group and is emitted
+    alone. A group whose stream has been quiet for ``timeout_ms`` is complete. :attr:`start` is the
+    earliest offset still pending.
     """
 
     def __init__(self, cfg: MultilineConfig, max_bytes: int, emit: Emit, too_long: Callable[[], None]) -> None:
