@@ -158,8 +158,9 @@ class _MetadataField:
             if MISSING in values:
                 values = [m.get(key) if v is MISSING else v for v, m in zip(values, metas, strict=True)]
         elif root is not None:
-            values = [(d[sub] if isinstance(d := m[root] if root in m else r.get(root), dict) and sub in d else None)
-                      for r, m in zip(records, metas, strict=True)]
+            get = self.get  # only on a miss: a key holding dots may have it (as lookup_path finds it)
+            values = [(d[sub] if isinstance(d := m[root] if root in m else r.get(root), dict) and sub in d
+                       else get(r, m)) for r, m in zip(records, metas, strict=True)]
             cache = self.cache
             if len(cache) > _PAIR_CACHE:
                 cache.clear()
