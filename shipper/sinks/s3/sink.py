@@ -17,11 +17,11 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from shipper.archive.errors import StorageError
 from shipper.archive.layout import ingest_object_key
 from shipper.archive.objects import encode_line, gzip_bytes, sha256_hex
 from shipper.archive.storage.base import LockSettings, ObjectStore
 from shipper.archive.storage.url import open_store
+from shipper.errors import StorageError
 from shipper.event import Event
 from shipper.sinks._common.base import Sink
 from shipper.sinks._common.calls import send_in_turn
