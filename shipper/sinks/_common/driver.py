@@ -13,12 +13,10 @@ import logging
 
 from shipper import metrics
 from shipper.buffer import Chunk, DiskBuffer
-from shipper.event import Event
 from shipper.sinks._common.base import Sink
-from shipper.sinks._common.batching import split_batches as split_batches  # where older code imports it
 from shipper.sinks._common.config import SinkConfigBase
 from shipper.sinks._common.dead_letter import DeadLetterWriter
-from shipper.sinks._common.delivery import Delivery, DeliveryReport
+from shipper.sinks._common.delivery import Delivery
 from shipper.sinks._common.retry import backoff_delay
 
 log = logging.getLogger("shipper.sinks")
@@ -180,10 +178,6 @@ class SinkDriver:
             await self.delivery.deliver(events)  # already within both limits: no per-event sizing
         else:
             await self.delivery.deliver_all(events, b)
-
-    async def deliver(self, events: list[Event]) -> DeliveryReport:
-        """Deliver one batch outside the buffer, as the workers do (see :meth:`Delivery.deliver`)."""
-        return await self.delivery.deliver(events)
 
     async def stop(self, timeout: float) -> None:
         """Let in-flight batches finish within ``timeout``; what is not acknowledged stays buffered."""

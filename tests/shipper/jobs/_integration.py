@@ -17,12 +17,12 @@ import orjson
 from click.testing import CliRunner, Result
 
 from shipper.archive.days import day_bounds_ns, day_of_ns
-from shipper.buffer import DiskBuffer
 from shipper.event import Event
 from shipper.jobs import cli as jobs_cli
 from shipper.sinks._common.base import Sink
 from shipper.sinks._common.config import SinkConfigBase
-from shipper.sinks._common.driver import SinkDriver, split_batches
+from shipper.sinks._common.dead_letter import DeadLetterWriter
+from shipper.sinks._common.delivery import Delivery
 from tests.factories import event, iso_ms
 
 LEVELS = ["debug", "info", "info", "info", "warning", "error"]
@@ -67,16 +67,16 @@ def on_day(events: Iterable[Event], day: date) -> list[Event]:
 
 
 def ship(sink: Sink, config: SinkConfigBase, events: list[Event], workdir: Path) -> None:
-    """Deliver through the shared driver loop, batch by batch, in time order; nothing may be refused."""
+    """Deliver through the shared delivery (retries, dead letters), batch by batch, in time order;
+    nothing may be refused."""
 
     async def go() -> None:
         await sink.start()
-        driver = SinkDriver(sink, DiskBuffer(workdir / "buffer", sink.name), config, str(workdir))
-        b = config.batch
-        for batch in split_batches(events, b.max_events, b.max_bytes, sink.event_size):
-            await driver.deliver(batch)
+        delivery = Delivery(sink, config.request.retry, DeadLetterWriter(workdir, sink.name))
+        report = await delivery.deliver_all(events, config.batch)
         await sink.close()
-        assert not driver.dead.path.exists(), driver.dead.path.read_text()[:2000]
+        assert not delivery.dead.path.exists(), delivery.dead.path.read_text()[:2000]
+        assert report.accepted == len(events), report
 
     asyncio.run(go())
 

@@ -10,8 +10,9 @@ from shipper import metrics
 from shipper.buffer import DiskBuffer
 from shipper.event import Event
 from shipper.sinks._common.base import Sink
+from shipper.sinks._common.batching import split_batches
 from shipper.sinks._common.config import RetryConfig, SinkConfigBase
-from shipper.sinks._common.driver import SinkDriver, split_batches
+from shipper.sinks._common.driver import SinkDriver
 from shipper.sinks._common.outcome import PermanentSinkError, SendOutcome, TransientSinkError
 from shipper.sinks._common.retry import backoff_delay, parse_retry_after
 
