@@ -1,51 +1,16 @@
 import asyncio
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from shipper import metrics
-from shipper.event import Event
-from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.file.source import FileSource
 from tests.factories import cri_line, docker_line
+from tests.shipper.sources.file._support import Collector, cfg, run_until
 
 pytestmark = pytest.mark.anyio
-cri = cri_line  # the name tests/shipper/sources/file/ imports from here
-
-
-def cfg(include: str, **kw: Any) -> FileSourceConfig:
-    base: dict[str, Any] = {"type": "file", "include": [include], "glob_interval_secs": 0.05,
-                            "poll_interval_secs": 0.01, "rotate_wait_secs": 0.3}
-    base.update(kw)
-    return FileSourceConfig.model_validate(base)
-
-
-class Collector:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    async def __call__(self, events: list[Event]) -> None:
-        self.events.extend(events)
-
-    def messages(self) -> list[str]:
-        return [str(e.record.get("message")) for e in self.events]
-
-
-async def run_until(src: FileSource, cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    task = asyncio.create_task(src.run())
-    try:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        while not cond() and loop.time() < end:
-            await asyncio.sleep(0.02)
-    finally:
-        await src.stop()
-        await asyncio.wait_for(task, 5)
-        src.save_checkpoints()
 
 
 async def test_cri_json_partial_lines_and_kubernetes_metadata(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from shipper.sources.file.kubernetes import MAX_ANNOTATION_CHARS, resolve
 from shipper.sources.file.source import FileSource
 from shipper.templates import render
 from tests.factories import cri_line
-from tests.shipper.sources.test_file_source import Collector
+from tests.shipper.sources.file._support import Collector
 
 CID = "c" * 64
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"

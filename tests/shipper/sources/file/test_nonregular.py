@@ -23,7 +23,8 @@ from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.file.paths import expand
 from shipper.sources.file.skipped import SkippedPaths
 from shipper.sources.file.source import FileSource
-from tests.shipper.sources.test_file_source import Collector, cfg, cri, run_until
+from tests.factories import cri_line
+from tests.shipper.sources.file._support import Collector, cfg, run_until
 
 REPO = Path(__file__).resolve().parents[4]
 
@@ -242,7 +243,7 @@ def test_symlink_loops_under_double_star_end(tmp_path: Path) -> None:
 def test_kubelet_symlink_to_regular_file_is_followed(tmp_path: Path) -> None:
     pod_dir = tmp_path / "pods" / "ecvi_api-7d9f_0123-uid" / "backend"
     pod_dir.mkdir(parents=True)
-    (pod_dir / "0.log").write_text(cri("hello"))
+    (pod_dir / "0.log").write_text(cri_line("hello"))
     containers = tmp_path / "containers"
     containers.mkdir()
     link = containers / f"api-7d9f_ecvi_backend-{'b' * 64}.log"
