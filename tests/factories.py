@@ -46,11 +46,16 @@ def event(
 
 
 def numbered_event(
-    n: int, *, raw: str | None = None, ts_ns: int | None = None, meta: Mapping[str, Any] | None = None,
+    n: int,
+    *,
+    raw: str | None = None,
+    ts_ns: int | None = None,
+    meta: Mapping[str, Any] | None = None,
+    **fields: Any,
 ) -> Event:
-    """Event number ``n``: record ``{"n": n}``, line ``line {n}`` and time ``n`` ns unless given."""
+    """Event number ``n``: record ``{"n": n}`` plus ``fields``, line ``line {n}`` and time ``n`` ns unless given."""
     return event({"n": n}, raw=f"line {n}" if raw is None else raw, ts_ns=n if ts_ns is None else ts_ns,
-                 meta=meta)
+                 meta=meta, **fields)
 
 
 def iso_ms(ts_ns: int) -> str:

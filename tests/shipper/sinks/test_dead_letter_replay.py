@@ -18,6 +18,7 @@ from shipper.jobs.replay import replay_dead_letters
 from shipper.sinks._common.base import Sink
 from shipper.sinks._common.dead_letter import DeadLetterWriter, dead_letter_path, read_dead_letters
 from shipper.sinks._common.outcome import SendOutcome, TransientSinkError
+from tests.factories import event
 
 
 def _config(tmp: Path) -> ShipperConfig:
@@ -29,7 +30,7 @@ sinks: {{all: {{type: file, inputs: [app], path: "{tmp}/out.ndjson", batch: {{ma
 
 
 def _ev(i: int) -> Event:
-    return Event({"message": f"m{i}"}, f"m{i}", i, {"source": "app"})
+    return event(message=f"m{i}", raw=f"m{i}", ts_ns=i, meta={"source": "app"})
 
 
 class GatedSink(Sink):

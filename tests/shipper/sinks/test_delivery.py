@@ -11,6 +11,7 @@ from shipper.sinks._common.config import BatchConfig, RetryConfig
 from shipper.sinks._common.dead_letter import DeadLetterWriter
 from shipper.sinks._common.delivery import Delivery, DeliveryReport
 from shipper.sinks._common.outcome import SendOutcome, TransientSinkError
+from tests.factories import numbered_event
 
 FAST = RetryConfig(initial_backoff_secs=0.001, max_backoff_secs=0.002, max_attempts=3)
 
@@ -38,7 +39,7 @@ class Backend(Sink):
 
 
 def _events(n: int) -> list[Event]:
-    return [Event({"n": i}, f"line {i}", i, {}) for i in range(n)]
+    return [numbered_event(i) for i in range(n)]
 
 
 def _dead(tmp_path: Path) -> list[dict]:

@@ -15,6 +15,7 @@ from shipper.sinks._common.config import RetryConfig, SinkConfigBase
 from shipper.sinks._common.driver import SinkDriver
 from shipper.sinks._common.outcome import PermanentSinkError, SendOutcome, TransientSinkError
 from shipper.sinks._common.retry import backoff_delay, parse_retry_after
+from tests.factories import numbered_event
 
 
 def _cfg(**kw: object) -> SinkConfigBase:
@@ -50,15 +51,11 @@ class ScriptedSink(Sink):
         return out
 
 
-def _ev(n: int) -> Event:
-    return Event({"n": n}, f"line {n}", n, {})
-
-
 async def _run(tmp_path: Path, sink: ScriptedSink, n: int, **cfg: object) -> SinkDriver:
     buf = DiskBuffer(tmp_path / "buf", sink.name)
     drv = SinkDriver(sink, buf, _cfg(**cfg), str(tmp_path))
     await drv.start()
-    await buf.append([_ev(i) for i in range(n)])
+    await buf.append([numbered_event(i) for i in range(n)])
     for _ in range(500):
         if buf.pending_events == 0:
             break

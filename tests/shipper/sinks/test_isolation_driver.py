@@ -16,6 +16,9 @@ from shipper.sinks._common.dead_letter import read_dead_letters
 from shipper.sinks._common.delivery import DeliveryReport
 from shipper.sinks._common.driver import SinkDriver
 from shipper.sinks._common.outcome import SendOutcome
+from tests.factories import numbered_event
+
+T0 = 1_700_000_000_000_000_000  # the events' times: event n is at T0 + n ns
 
 
 def _cfg(concurrency: int = 1, max_events: int = 50) -> SinkConfigBase:
@@ -42,8 +45,6 @@ class PoisonSink(Sink):
         return SendOutcome.ok()
 
 
-def _ev(n: int) -> Event:
-    return Event({"n": n}, f"line {n}", 1_700_000_000_000_000_000 + n, {})
 
 
 async def _until(cond: Any, secs: float = 5.0) -> None:
@@ -64,11 +65,12 @@ async def test_unencodable_event_is_isolated_and_worker_stays(tmp_path: Path) ->
     buf = DiskBuffer(tmp_path / "buf", sink.name)
     drv = SinkDriver(sink, buf, _cfg(), str(tmp_path))
     await drv.start()
-    await buf.append([_ev(i) for i in range(40)])
+    await buf.append([numbered_event(i, ts_ns=T0 + i) for i in range(40)])
     await _until(lambda: buf.pending_events == 0)
     assert buf.pending_events == 0
     worker = drv._workers[0]
-    await buf.append([_ev(i) for i in range(100, 110)])  # the worker is alive and delivers more
+    # the worker is alive and delivers more
+    await buf.append([numbered_event(i, ts_ns=T0 + i) for i in range(100, 110)])
     await _until(lambda: buf.pending_events == 0)
     assert drv._workers[0] is worker and not worker.done()
     assert drv.up
@@ -97,9 +99,9 @@ async def test_dead_letter_that_cannot_be_written_costs_only_its_event(tmp_path:
 
     drv.dead.write = write  # type: ignore[method-assign]
     await drv.start()
-    await buf.append([_ev(i) for i in range(8)])
+    await buf.append([numbered_event(i, ts_ns=T0 + i) for i in range(8)])
     await _until(lambda: buf.pending_events == 0)
-    await buf.append([_ev(8), _ev(9)])
+    await buf.append([numbered_event(8, ts_ns=T0 + 8), numbered_event(9, ts_ns=T0 + 9)])
     await _until(lambda: buf.pending_events == 0)
     assert drv.up
     await drv.stop(1)
@@ -143,7 +145,7 @@ async def test_supervisor_restarts_a_worker_whose_loop_raised(tmp_path: Path) ->
 
     watcher = asyncio.create_task(watch())
     buf.fail_reads = 2
-    await buf.append([_ev(i) for i in range(20)])  # wakes the workers: both reads fail
+    await buf.append([numbered_event(i, ts_ns=T0 + i) for i in range(20)])  # wakes the workers: both reads fail
     await _until(lambda: _sample(name, "ecvi_shipper_component_restarts_total") >= restarts_before + 2
                  and drv.up)
     await _until(lambda: buf.pending_events == 0)
@@ -151,7 +153,7 @@ async def test_supervisor_restarts_a_worker_whose_loop_raised(tmp_path: Path) ->
     watcher.cancel()
     assert drv.up
     assert _sample(name, "ecvi_shipper_component_up") == 1
-    await buf.append([_ev(i) for i in range(20, 25)])
+    await buf.append([numbered_event(i, ts_ns=T0 + i) for i in range(20, 25)])
     await _until(lambda: buf.pending_events == 0)
     await drv.stop(1)
     assert not drv.up
@@ -181,7 +183,7 @@ async def test_restarted_worker_resumes_the_read_it_held(tmp_path: Path) -> None
     buf = DiskBuffer(tmp_path / "buf", name)
     drv = SinkDriver(sink, buf, _cfg(), str(tmp_path))
     await drv.start()
-    await buf.append([_ev(i) for i in range(5)])
+    await buf.append([numbered_event(i, ts_ns=T0 + i) for i in range(5)])
     await _until(lambda: bool(drv._held[0]))
     drv._workers[0].cancel()  # dies while holding the read
     await _until(lambda: not drv.up)
@@ -215,7 +217,7 @@ async def test_error_outside_the_sink_is_retried_then_dead_lettered(tmp_path: Pa
     drv.delivery.deliver = deliver  # type: ignore[method-assign]
     await drv.start()
     worker = drv._workers[0]
-    await buf.append([_ev(i) for i in range(4)])
+    await buf.append([numbered_event(i, ts_ns=T0 + i) for i in range(4)])
     await _until(lambda: buf.pending_events == 0)
     assert buf.pending_events == 0
     assert drv._workers[0] is worker and not worker.done()

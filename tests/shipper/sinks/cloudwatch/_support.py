@@ -8,6 +8,7 @@ import boto3
 
 from shipper.event import Event
 from shipper.sinks.cloudwatch.config import CloudWatchSinkConfig
+from tests.factories import numbered_event
 
 NOW = 1_700_000_000.0  # the clock the unit tests run at (seconds)
 NOW_MS = int(NOW * 1000)
@@ -27,10 +28,10 @@ def make_config(**overrides: Any) -> CloudWatchSinkConfig:
 
 
 def make_event(n: int, pod: str | None = "pod-a", ts_ms: int | None = None, raw: str | None = None) -> Event:
+    """Event number ``n`` from ``pod`` (no kubernetes metadata if None), a minute before :data:`NOW` plus ``n`` ms."""
     meta: dict[str, Any] = {"kubernetes": {"pod_name": pod}} if pod else {}
     ts = NOW_MS - 60_000 + n if ts_ms is None else ts_ms
-    line = f"line {n}" if raw is None else raw
-    return Event({"n": n, "message": f"line {n}"}, line, ts * 1_000_000 + 123, meta)
+    return numbered_event(n, raw=raw, ts_ns=ts * 1_000_000 + 123, meta=meta, message=f"line {n}")
 
 
 def offline_client(endpoint: str = "http://127.0.0.1:9") -> Any:

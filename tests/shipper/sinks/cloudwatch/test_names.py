@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from shipper.event import Event
 from shipper.metrics import REGISTRY
 from shipper.sinks.cloudwatch.sink import CloudWatchSink
+from tests.factories import event
 from tests.shipper.sinks.cloudwatch._support import NOW, NOW_MS, make_config, put_params
 
 HOSTILE = ["a b:c", "aws/lambda", "AWS/x", "", "é", "\ud800", "x" * 600, "*", "..", "/", "a\nb", "#:*?"]
@@ -40,8 +41,8 @@ def _sink(tmp_path: Path, client: Any = None, **cfg: Any) -> CloudWatchSink:
 
 
 def _event(value: Any, pod: str = "web-0", n: int = 0) -> Event:
-    return Event({"service": value, "n": n}, f"line {n}", (NOW_MS - 1000 + n) * 1_000_000,
-                 {"source": "app", "kubernetes": {"namespace": "shop", "pod_name": pod}})
+    return event({"service": value, "n": n}, raw=f"line {n}", ts_ns=(NOW_MS - 1000 + n) * 1_000_000,
+                 meta={"source": "app", "kubernetes": {"namespace": "shop", "pod_name": pod}})
 
 
 def _overflow_count(sink: str) -> float:

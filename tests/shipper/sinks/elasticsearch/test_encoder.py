@@ -8,7 +8,7 @@ import pytest
 from shipper.event import Event
 from shipper.sinks.elasticsearch.encoder import BulkEncoder, build_document, iso_ms
 
-from .helpers import DAY0_NS, DAY_NS, K8S, make_event
+from ._support import DAY0_NS, DAY_NS, K8S, make_event
 
 
 def _pairs(body: bytes) -> list[tuple[dict, dict]]:

@@ -22,7 +22,7 @@ from shipper.sinks.elasticsearch.encoder import iso_ms
 from shipper.sinks.elasticsearch.sink import ElasticsearchSink
 from tests.services.es import Elasticsearch
 
-from .helpers import DAY0_NS, DAY_NS, K8S
+from ._support import DAY0_NS, DAY_NS, K8S
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,8 @@ from shipper.sinks.elasticsearch.encoder import BulkEncoder
 from shipper.sinks.elasticsearch.names import IndexNamer
 from shipper.sinks.elasticsearch.sink import ElasticsearchSink
 from shipper.templates import NameGuard
-from tests.shipper.sinks.elasticsearch.helpers import DAY0_NS, make_config
+from tests.factories import event
+from tests.shipper.sinks.elasticsearch._support import DAY0_NS, make_config
 
 HOSTILE = ["a,b*", "../x", "x y#z", "é" * 308, ".kibana_1", "_all", "-x", "+x", ".", "..", "", "A:B",
            'q"<>|?\\/', "\ud800lone", "tab\there\n", "#", "_" * 300, "-.-"]
@@ -42,8 +43,8 @@ def valid_index_name(name: str) -> bool:
 
 
 def _event(value: Any, pod: str = "web-0", n: int = 0) -> Event:
-    return Event({"service": value, "message": "m"}, "{}", DAY0_NS + n,
-                 {"id": f"i{n}", "source": "app", "kubernetes": {"namespace": "shop", "pod_name": pod}})
+    return event({"service": value, "message": "m"}, raw="{}", ts_ns=DAY0_NS + n,
+                 meta={"id": f"i{n}", "source": "app", "kubernetes": {"namespace": "shop", "pod_name": pod}})
 
 
 def _overflow_count(sink: str) -> float:

@@ -13,7 +13,7 @@ from shipper.sinks._common.outcome import PermanentSinkError, SendOutcome, Trans
 from shipper.sinks.elasticsearch.encoder import BulkEncoder
 from shipper.sinks.elasticsearch.service import BulkService, classify_bulk_response, describe_error
 
-from .helpers import (
+from ._support import (
     CONFLICT,
     CREATED,
     DOCUMENT_PARSING,

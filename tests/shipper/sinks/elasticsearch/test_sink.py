@@ -17,7 +17,7 @@ from shipper.sinks._common.driver import SinkDriver
 from shipper.sinks._common.outcome import PermanentSinkError, TransientSinkError
 from shipper.sinks.elasticsearch.sink import ElasticsearchSink
 
-from .helpers import DOCUMENT_PARSING, THROTTLED, UNAVAILABLE, FakeElasticsearch, make_config, make_event
+from ._support import DOCUMENT_PARSING, THROTTLED, UNAVAILABLE, FakeElasticsearch, make_config, make_event
 
 Handler = Callable[[httpx.Request], httpx.Response]
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from shipper.sinks.elasticsearch.template import ilm_policy, index_template, template_hash
 
-from .helpers import make_config
+from ._support import make_config
 
 
 def test_template_maps_the_record_schema() -> None:

@@ -19,6 +19,7 @@ from shipper.sinks.loki.encoder import (
     varint,
 )
 from shipper.sinks.loki.labels import CardinalityGuard, LabelRenderer
+from tests.factories import event
 from tests.shipper.sinks.loki._logproto import decode
 
 LABELS = {"service": "{{ service }}", "level": "{{ level }}"}
@@ -28,8 +29,8 @@ METADATA = ["request_id", "user_id", "company_id", "trace_id", "kubernetes.pod_n
 def _event(ts_ns: int, **record: object) -> Event:
     record.setdefault("service", "api")
     record.setdefault("level", "INFO")
-    return Event(dict(record), orjson.dumps(record).decode(), ts_ns,
-                 {"kubernetes": {"namespace": "prod", "pod_name": "api-7d9f", "container_name": "api"}})
+    return event(record, ts_ns=ts_ns,
+                 meta={"kubernetes": {"namespace": "prod", "pod_name": "api-7d9f", "container_name": "api"}})
 
 
 def _streams(events: list[Event], labels: dict[str, str] = LABELS) -> list:

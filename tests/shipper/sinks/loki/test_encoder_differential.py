@@ -23,14 +23,13 @@ from shipper.sinks.loki.encoder import ProtobufEncoder, StructuredMetadata
 from shipper.sinks.loki.labels import CardinalityGuard, LabelRenderer
 from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.file.source import FileSource
+from tests.factories import cri_time, iso_ms
 from tests.reliability._poison_lines import (
     BAD_UTF8,
     CRI_TIMES,
     ODD_VALUES,
     TIME_KEYS,
     TIME_VALUES,
-    cri_time,
-    iso_ms,
     nest,
 )
 from tests.shipper.sinks.loki import _reference_encoder as reference

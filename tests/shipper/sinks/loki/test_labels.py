@@ -19,6 +19,7 @@ from shipper.sinks.loki.labels import (
     format_labels,
 )
 from shipper.sinks.loki.rejections import parse_labels
+from tests.factories import event
 
 
 class FakeClock:
@@ -30,7 +31,7 @@ class FakeClock:
 
 
 def _ev(record: dict[str, object], meta: dict[str, object] | None = None) -> Event:
-    return Event(record, "", 0, meta or {})
+    return event(record, raw="", meta=meta)
 
 
 def _labels(renderer: LabelRenderer, event: Event) -> dict[str, str]:

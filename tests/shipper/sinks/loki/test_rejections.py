@@ -18,6 +18,7 @@ from shipper.event import Event
 from shipper.sinks.loki.encoder import StructuredMetadata
 from shipper.sinks.loki.labels import CardinalityGuard, LabelRenderer, Stream
 from shipper.sinks.loki.rejections import _go_time_ns, parse_labels, read_rejections
+from tests.factories import event
 
 FIXTURE = orjson.loads((Path(__file__).parent / "loki_400_bodies.json").read_bytes())
 _REPEAT = re.compile(r"<x\*(\d+)>")
@@ -40,7 +41,7 @@ def _event(record: dict[str, Any], ts_ns: int) -> Event:
     m = _REPEAT.fullmatch(rec["message"])
     if m:
         rec["message"] = "x" * int(m[1])
-    return Event(rec, orjson.dumps(rec).decode(), ts_ns, {"label": record["message"]})
+    return event(rec, ts_ns=ts_ns, meta={"label": record["message"]})
 
 
 def _case(name: str) -> tuple[dict[str, Any], list[Stream]]:

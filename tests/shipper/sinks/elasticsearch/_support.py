@@ -9,6 +9,7 @@ import orjson
 
 from shipper.event import Event
 from shipper.sinks.elasticsearch.config import ElasticsearchSinkConfig
+from tests.factories import event
 
 # 2025-01-01T00:00:00Z
 DAY0_NS = 1_735_689_600 * 1_000_000_000
@@ -23,8 +24,7 @@ def make_event(n: int, ts_ns: int | None = None, **fields: Any) -> Event:
     record = {"timestamp": "2025-01-01T00:00:00.000Z", "level": "info", "logger": "app.orders",
               "message": f"order {n} created", "request_id": f"req-{n}", "user_id": "u-1",
               "service": "backend", "environment": "test", "version": "1.0.0", **fields}
-    return Event(record, orjson.dumps(record).decode(), ts,
-                 {"id": f"f00d:{n * 100}", "source": "app", "kubernetes": dict(K8S)})
+    return event(record, ts_ns=ts, meta={"id": f"f00d:{n * 100}", "source": "app", "kubernetes": K8S})
 
 
 def make_config(**kw: Any) -> ElasticsearchSinkConfig:
