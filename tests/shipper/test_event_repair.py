@@ -4,7 +4,6 @@ One bad record costs at most itself: its time is replaced by the read time, a to
 kept as text, each flagged in ``meta["repaired"]`` and counted; its batch neighbours are untouched.
 """
 
-import os
 import struct
 import time
 from pathlib import Path
@@ -16,9 +15,8 @@ import pytest
 from shipper import metrics
 from shipper.buffer import DiskBuffer
 from shipper.event import MAX_RECORD_DEPTH, Event, pack_events, record_from_payload, unpack_events
-from shipper.sources.file.config import FileSourceConfig
-from shipper.sources.file.tailer import Tailer
 from shipper.sources.forward.entries import build_events
+from tests.shipper._support import tail_lines
 
 INT64_MAX = 2**63 - 1
 
@@ -34,22 +32,6 @@ def _line(n: int, ts: str = "2025-01-01T00:00:00.000Z") -> str:
 
 def _deep(depth: int) -> str:
     return '{"a":' * depth + "1" + "}" * depth
-
-
-def tail_lines(tmp_path: Path, lines: list[str], source: str, fmt: str = "json") -> list[Event]:
-    """Events exactly as the file source makes them from these lines."""
-    path = tmp_path / f"{source}.log"
-    path.write_text("".join(x + "\n" for x in lines))
-    cfg = FileSourceConfig.model_validate({"type": "file", "include": [str(path)], "format": fmt})
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        st = os.fstat(fd)
-        t = Tailer(source, str(path), fd, st.st_dev, st.st_ino, 1, 0, 0, cfg, "node", None)
-        out: list[Event] = []
-        t.read(out, 1 << 24)
-    finally:
-        os.close(fd)
-    return out
 
 
 @pytest.mark.parametrize("bad_ts", ["9999-12-31T23:59:59Z", "1600-01-01T00:00:00Z"])

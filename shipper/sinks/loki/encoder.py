@@ -58,14 +58,6 @@ def varint(n: int) -> bytes:
     return bytes(out)
 
 
-def timestamp_field(ts_ns: int) -> bytes:
-    """An entry's ``timestamp`` field (1): a ``google.protobuf.Timestamp`` of seconds and nanos."""
-    secs, nanos = divmod(ts_ns, 1_000_000_000)
-    # Zero fields are left out, as protobuf writes them.
-    ts = (b"\x08" + varint(secs) if secs else b"") + (b"\x10" + varint(nanos) if nanos else b"")
-    return b"\x0a" + varint(len(ts)) + ts
-
-
 def metadata_name(path: str) -> str:
     """The structured-metadata name of a field path: ``kubernetes.pod_name`` -> ``kubernetes_pod_name``.
 

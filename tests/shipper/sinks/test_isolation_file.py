@@ -14,7 +14,7 @@ from shipper.sinks._common.dead_letter import read_dead_letters
 from shipper.sinks._common.driver import SinkDriver
 from shipper.sinks.file.config import FileSinkConfig
 from shipper.sinks.file.sink import FileSink
-from tests.shipper.test_event_repair import tail_lines
+from tests.shipper._support import tail_lines
 
 GOOD_TS = "2025-01-01T00:00:00.000Z"
 
