@@ -41,18 +41,18 @@ def _unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def helm() -> Path:
-    """The helm binary: ``HELM_BINARY``, or built once by tests/tools/build_helm.sh."""
+    """The helm binary: ``HELM_BINARY``, or built once by tests/tools/build_go_tool.sh helm."""
     explicit = os.environ.get("HELM_BINARY")
     if explicit:
         return Path(explicit)
-    script = REPO / "tests" / "tools" / "build_helm.sh"
+    script = REPO / "tests" / "tools" / "build_go_tool.sh"
     try:
-        proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=3000, check=False)
+        proc = subprocess.run(["bash", str(script), "helm"], capture_output=True, text=True, timeout=3000, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        _unavailable(f"build_helm.sh did not finish: {exc}")
+        _unavailable(f"build_go_tool.sh helm did not finish: {exc}")
         raise AssertionError("unreachable") from exc
     if proc.returncode != 0:
-        _unavailable(f"build_helm.sh failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        _unavailable(f"build_go_tool.sh helm failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
     return Path(proc.stdout.strip().splitlines()[-1])
 
 

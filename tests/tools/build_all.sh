@@ -4,12 +4,11 @@
 # Prints one "name path" line per tool.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-for tool in kubeconform kustomize promtool prometheus amtool; do
+for tool in kubeconform kustomize promtool prometheus amtool helm; do
   echo "$tool $(bash "$here/build_go_tool.sh" "$tool")"
 done
 # The Kubernetes API server and its etcd for the tests/services/kube.py fixture.
 for tool in kube-apiserver etcd; do
   echo "$tool $(bash "$here/build_kube.sh" "$tool")"
 done
-echo "helm $(bash "$here/build_helm.sh")"
 echo "pyvrl $(bash "$here/fetch_pyvrl.sh")"

@@ -27,19 +27,9 @@ case "$tool" in
     ldflags="-s -w" ;;
   *) echo "unknown tool: $tool" >&2; exit 2 ;;
 esac
-cache="${ECVI_CACHE_DIR:-$HOME/.cache/ecvi-logs}"
-bin="$cache/$tool-$version"
-if [[ -x "$bin" ]]; then echo "$bin"; exit 0; fi
-mkdir -p "$cache"
-exec 9>"$cache/.$tool-$version.lock"
-if command -v flock >/dev/null; then
-  flock -n 9 || { echo "another build of $tool $version is running; waiting for it" >&2; flock 9; }
-fi
-if [[ -x "$bin" ]]; then echo "$bin"; exit 0; fi
+source "$(dirname "$0")/_cached_build.sh"
+cached_or_lock "$tool" "$version"
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}" CGO_ENABLED=0 GOWORK=off GOFLAGS="-mod=mod -buildvcs=false"
-work="$(mktemp -d "$cache/$tool-build.XXXXXX")"
-trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
-start=$SECONDS
 mkdir "$work/scratch"
 (cd "$work/scratch" && go mod init scratch >/dev/null 2>&1 && go mod download -json "$module@$version") > "$work/info.json"
 src="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Dir"])' "$work/info.json")"
