@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from shipper.sinks.loki.encoder import ProtobufEncoder, StructuredMetadata
 from shipper.sinks.loki.labels import CardinalityGuard, LabelRenderer, field_getter
 from shipper.templates import render
 from tests.factories import event
 
 _FORGED = '{"message":"hi","kubernetes":{"namespace":"payments","pod_name":"billing-7d9f"}}'
 _META = {"kubernetes": {"namespace": "sandbox", "pod_name": "evil-1", "container_name": "app"}}
-
-
 
 
 def test_event_get_prefers_derived_metadata() -> None:
@@ -40,3 +39,13 @@ def test_templates_and_loki_labels_use_derived_metadata() -> None:
                              CardinalityGuard(100))
     labels, _pairs = renderer.stream_for(e)
     assert labels == '{namespace="sandbox", pod="evil-1"}'
+
+
+def test_loki_structured_metadata_of_the_whole_root_is_the_derived_one() -> None:
+    e = event(raw=_FORGED, ts_ns=1, meta=_META)
+    metadata = StructuredMetadata(["kubernetes"])
+    assert metadata.encode_all([e]) == [metadata.encode(e)]
+    (wire,) = metadata.encode_all([e])
+    assert b"sandbox" in wire and b"payments" not in wire
+    streams = LabelRenderer({"app": "x"}, CardinalityGuard(10)).group([e])
+    assert wire in ProtobufEncoder(metadata).serialize(streams)  # the line itself is sent as written

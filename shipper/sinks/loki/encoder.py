@@ -133,7 +133,8 @@ class _MetadataField:
     def __init__(self, path: str, name: str) -> None:
         parts = path.split(".")
         self.name = name
-        self.key = path if len(parts) == 1 else None
+        # A root the shipper derives (``kubernetes``) is read through lookup_path, meta first.
+        self.key = path if len(parts) == 1 and path not in AUTHORITATIVE_ROOTS else None
         # Under an authoritative root the shipper derived, only ``meta`` is read (see lookup_path).
         authoritative = len(parts) == 2 and parts[0] in AUTHORITATIVE_ROOTS
         self.root: str | None = parts[0] if authoritative else None

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from shipper.event import AUTHORITATIVE_ROOTS
 from shipper.sinks.loki.encoder import metadata_name
 from shipper.sinks.loki.labels import MISSING, Stream, field_getter
 
@@ -55,7 +56,7 @@ def _metadata(paths: list[str], record: dict[str, Any], meta: dict[str, Any]) ->
     out = b""
     for p in paths:
         get, name = field_getter(p), metadata_name(p)
-        if "." not in p:
+        if "." not in p and p not in AUTHORITATIVE_ROOTS:  # (a derived root: meta first, since 2026-11-29)
             v = record.get(p, MISSING)
             if v is MISSING:
                 v = meta.get(p)
