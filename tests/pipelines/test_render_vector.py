@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -80,9 +81,16 @@ def test_render_has_every_component(path: Path) -> None:
             assert v["batch"]["max_bytes"] == sink.batch.max_bytes
             assert v["request"]["concurrency"] == sink.request.concurrency
         if isinstance(sink, LokiSinkConfig):
-            assert v["labels"] == sink.labels
+            prepare = out["transforms"][f"{name}_prepare"]["source"]
+            for label, template in sink.labels.items():
+                if "default(" in template:  # alternatives are computed by the prepare remap
+                    field = re.fullmatch(r"\{\{ (ecvi_template_\d+) \}\}", v["labels"][label])
+                    assert field and f".{field[1]} =" in prepare, (label, v["labels"][label])
+                else:
+                    assert v["labels"][label] == template
             assert set(v["structured_metadata"]) == {metadata_name(p) for p in sink.structured_metadata}
-            assert v["encoding"] == {"codec": "text"}
+            computed = sorted(re.findall(r"ecvi_template_\d+", " ".join(v["labels"].values())))
+            assert v["encoding"] == ({"codec": "text", "except_fields": computed} if computed else {"codec": "text"})
             assert v["dangerously_allow_unconfined_template_resolution"] is True
         if sink.type == "elasticsearch":
             assert v["id_key"] == "ecvi_id" and v["bulk"]["action"] == "create"
