@@ -10,7 +10,6 @@ mounts by name (their order means nothing to Kubernetes).
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 import yaml
 
 from tests.deploy.conftest import DEPLOY, K8S, OVERLAYS, REPO, assert_kubeconform_valid, kustomize_build, load_docs
+from tests.tools.locate import go_tool
 
 CHART = DEPLOY / "helm" / "ecvi-logs"
 # The Kubernetes release the offline schemas are for; Helm's offline default (1.20) predates
@@ -33,27 +33,10 @@ _HASHED_CONFIG = re.compile(r"^ecvi-logs-config-[a-z0-9]{10}$")
 Doc = dict[str, Any]
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: a missing helm fails the run)", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def helm() -> Path:
     """The helm binary: ``HELM_BINARY``, or built once by tests/tools/build_go_tool.sh helm."""
-    explicit = os.environ.get("HELM_BINARY")
-    if explicit:
-        return Path(explicit)
-    script = REPO / "tests" / "tools" / "build_go_tool.sh"
-    try:
-        proc = subprocess.run(["bash", str(script), "helm"], capture_output=True, text=True, timeout=3000, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        _unavailable(f"build_go_tool.sh helm did not finish: {exc}")
-        raise AssertionError("unreachable") from exc
-    if proc.returncode != 0:
-        _unavailable(f"build_go_tool.sh helm failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
-    return Path(proc.stdout.strip().splitlines()[-1])
+    return go_tool("helm")
 
 
 def _run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:

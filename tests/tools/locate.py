@@ -23,7 +23,7 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _run_script(script: str, *args: str) -> Path:
+def _run_script(script: str | Path, *args: str) -> Path:
     try:
         proc = subprocess.run(["bash", str(TOOLS / script), *args], capture_output=True, text=True,
                               timeout=3000, check=False)
@@ -37,7 +37,8 @@ def _run_script(script: str, *args: str) -> Path:
 
 
 def go_tool(name: str) -> Path:
-    """Path of kubeconform, kustomize, promtool or amtool (``<NAME>_BINARY`` overrides)."""
+    """Path of a tool of build_go_tool.sh: kubeconform, kustomize, promtool, prometheus, amtool, helm
+    (``<NAME>_BINARY`` overrides)."""
     explicit = os.environ.get(f"{name.upper()}_BINARY")
     if explicit:
         return Path(explicit)
@@ -61,15 +62,7 @@ def loki_binary() -> Path:
     explicit = os.environ.get("LOKI_BINARY")
     if explicit:
         return Path(explicit)
-    try:
-        proc = subprocess.run(["bash", str(REPO / "tests" / "services" / "build_loki.sh")], capture_output=True,
-                              text=True, timeout=3000, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        _unavailable(f"build_loki.sh did not finish: {exc}")
-        raise AssertionError("unreachable") from exc
-    if proc.returncode != 0:
-        _unavailable(f"build_loki.sh failed: {proc.stderr.strip()[-2000:]}")
-    return Path(proc.stdout.strip().splitlines()[-1])
+    return _run_script(REPO / "tests" / "services" / "build_loki.sh")
 
 
 def kube_binary(tool: str) -> Path:
