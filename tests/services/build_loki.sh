@@ -8,18 +8,9 @@
 set -euo pipefail
 version="${1:-${LOKI_VERSION:-v3.7.6}}"
 push_commit="${LOKI_PUSH_COMMIT:-}"
-cache="${ECVI_CACHE_DIR:-$HOME/.cache/ecvi-logs}"
-bin="$cache/loki-$version"
-if [[ -x "$bin" ]]; then echo "$bin"; exit 0; fi
-mkdir -p "$cache"
-exec 9>"$cache/.loki-$version.lock"
-if command -v flock >/dev/null; then
-  flock -n 9 || { echo "another build of loki $version is running; waiting for it" >&2; flock 9; }
-fi
-if [[ -x "$bin" ]]; then echo "$bin"; exit 0; fi
+source "$(dirname "$0")/../tools/_cached_build.sh"
+cached_or_lock loki "$version"
 export GOFLAGS="-mod=mod" GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0
-work="$(mktemp -d "$cache/loki-build.XXXXXX")"
-trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 info="$(go mod download -json "github.com/grafana/loki/v3@$version")"
 src="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["Dir"])' "$info")"
 # pkg/push is required at the exact commit of the release tag (the proxy wants the full hash).

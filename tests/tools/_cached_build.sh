@@ -1,4 +1,5 @@
-# Sourced by the build scripts (build_go_tool.sh, build_kube.sh): the binary cache they share.
+# Sourced by the build scripts (build_go_tool.sh, build_kube.sh, tests/services/build_loki.sh): the
+# binary cache they share.
 # cached_or_lock TOOL VERSION prints the cached binary's path and ends the script when it is there.
 # Else it takes the tool's lock in the cache (a second concurrent run waits for the first and then
 # reuses its binary) and sets: $bin (where the binary goes: $ECVI_CACHE_DIR/<tool>-<version>,
