@@ -16,6 +16,7 @@ from shipper.jobs.archive import DayResult, archive_day
 from shipper.jobs.cli.options import (
     BACKENDS,
     EndpointOptions,
+    bucket_options,
     config_option,
     days_options,
     endpoint_options,
@@ -185,9 +186,7 @@ def _archive_backend(name: str, url: str, config: ShipperConfig | None, endpoint
 @archive.command("seal")
 @days_options
 @click.option("--to", "to_url", required=True, help="The s3 sink's archive root: s3://bucket/prefix or file:///dir.")
-@click.option("--region", default=None, help="AWS region of the bucket.")
-@click.option("--profile", default=None, help="AWS profile.")
-@store_options
+@bucket_options
 @click.option("--force", is_flag=True, help="Seal even if the day is not over or listed objects are gone.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @job_command
@@ -220,9 +219,7 @@ def archive_seal(day_text: str | None, older_than: str | None, lookback: int, to
 @archive.command("lifecycle")
 @click.option("--to", "to_url", required=True, help="Archive root: s3://bucket/prefix.")
 @click.option("--expire-days", required=True, type=click.IntRange(1), help="Delete archive objects this old.")
-@click.option("--region", default=None, help="AWS region of the bucket.")
-@click.option("--profile", default=None, help="AWS profile.")
-@store_options
+@bucket_options
 @click.option("--json", "as_json", is_flag=True, help="Print the rule as JSON.")
 @job_command
 def archive_lifecycle(to_url: str, expire_days: int, region: str | None, profile: str | None,

@@ -10,6 +10,7 @@ from shipper.archive.days import parse_day
 from shipper.jobs.cli.options import (
     BACKENDS,
     EndpointOptions,
+    bucket_options,
     config_option,
     endpoint_options,
     load,
@@ -59,9 +60,7 @@ def _target(target: str | None, old_to: str | None, default: str | None, *, warn
               help='Labels added to restored Loki streams (repeatable); default restored="<day>".')
 @click.option("--path", default=None, help="File target path (strftime fields use each event's time).")
 @click.option("--sink", "sink_name", default=None, help="Which sink of the config, when it has several.")
-@click.option("--region", default=None, help="AWS region of the bucket.")
-@click.option("--profile", default=None, help="AWS profile.")
-@store_options
+@bucket_options
 @click.option("--concurrency", type=click.IntRange(1, 16), default=2, show_default=True,
               help="Objects replayed side by side (one stream's objects stay in order).")
 @click.option("--data-dir", default="./var/restore", show_default=True, type=click.Path(file_okay=False),

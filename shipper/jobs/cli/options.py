@@ -102,6 +102,15 @@ def store_options(fn: F) -> F:
     return with_options(fn, options)
 
 
+def bucket_options(fn: F) -> F:
+    """``--region``, ``--profile`` and ``--s3-endpoint`` of the archive bucket."""
+    options = [
+        click.option("--region", default=None, help="AWS region of the bucket."),
+        click.option("--profile", default=None, help="AWS profile."),
+    ]
+    return with_options(store_options(fn), options)
+
+
 def days_options(fn: F) -> F:
     """``--day`` / ``--older-than`` with ``--lookback``: which UTC days a command works on."""
     options = [

@@ -21,11 +21,11 @@ from shipper.jobs.cli.options import (
     BACKENDS,
     EndpointOptions,
     F,
+    bucket_options,
     config_option,
     endpoint_options,
     load,
     open_archive,
-    store_options,
     with_options,
 )
 from shipper.jobs.cli.output import Failed, Unreachable, emit, job_command
@@ -247,9 +247,7 @@ def _check_backend(backend: str, findings: list[Finding], config: ShipperConfig 
 @click.option("--sink", "sink_name", default=None, help="Which elasticsearch sink of the config.")
 @click.option("--es-url", default=None, help="Elasticsearch URL (overrides the config).")
 @click.option("--index", default=None, help="Daily index name with strftime fields, e.g. ecvi-logs-%Y.%m.%d.")
-@click.option("--region", default=None, help="AWS region of the bucket.")
-@click.option("--profile", default=None, help="AWS profile.")
-@store_options
+@bucket_options
 @click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @job_command
