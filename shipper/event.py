@@ -242,14 +242,15 @@ def pack_events(events: list[Event]) -> bytes:
     except (TypeError, ValueError, OverflowError):
         pass
     packer = msgpack.Packer(use_bin_type=True)
-    return packer.pack_array_header(len(events)) + b"".join(_pack_one(e) for e in events)
+    return packer.pack_array_header(len(events)) + b"".join(pack_one(e) for e in events)
 
 
 def _packb(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 
 
-def _pack_one(e: Event) -> bytes:
+def pack_one(e: Event) -> bytes:
+    """One event's buffer entry; a value msgpack cannot hold is stored in a JSON-safe form (flagged)."""
     if not (type(e.ts_ns) is int and INT64_MIN <= e.ts_ns <= INT64_MAX):  # set after the event was made
         e.ts_ns = e._repair_time(e.ts_ns)
     try:
@@ -271,11 +272,14 @@ def _json_safe(value: Any, fallback: dict[str, Any]) -> Any:
         return fallback
 
 
-def unpack_events(data: bytes) -> list[Event]:
-    """Inverse of :func:`pack_events`; stored events were checked when made, so not again here."""
+def unpack_events(data: bytes, entries: list[Any] | None = None) -> list[Event]:
+    """Inverse of :func:`pack_events` (``entries``: ``data`` already unpacked); stored events were
+    checked when made, so not again here."""
     out = []
     new = Event.__new__
-    for r, raw, ts, meta in msgpack.unpackb(data, raw=False, strict_map_key=False):
+    if entries is None:
+        entries = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    for r, raw, ts, meta in entries:
         e = new(Event)
         e._record, e.raw, e.meta, e.derived = r, raw, meta, r is None
         # A buffer written before times were checked may hold one that is out of range.

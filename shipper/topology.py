@@ -13,7 +13,7 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -25,6 +25,7 @@ from shipper.buffer.disk import BufferClosed
 from shipper.config import ShipperConfig
 from shipper.errors import StartupError
 from shipper.event import Event
+from shipper.lines import Item, flatten
 from shipper.sinks._common.driver import SinkDriver
 from shipper.sinks.registry import build_sink
 from shipper.sources.base import Source
@@ -142,13 +143,20 @@ class Topology:
         self._stopping = asyncio.Event()
         self._stopped = False
 
-    def _deliver_for(self, source: str) -> Callable[[list[Event]], Awaitable[None]]:
+    def _deliver_for(self, source: str) -> Callable[[Sequence[Item]], Awaitable[None]]:
+        """Write a source's batch (events, line batches) to each target sink's buffer; a transform
+        chain gets the batch's events."""
         routes = routes_for(self.config, source)
 
-        async def deliver(events: list[Event]) -> None:
+        async def deliver(items: Sequence[Item]) -> None:
             writes: list[Awaitable[bool]] = []
+            events: list[Event] | None = None
             for chain, sinks in routes:
-                evs = apply_chain(chain, events) if chain else events
+                evs: Sequence[Item] = items
+                if chain:
+                    if events is None:
+                        events = flatten(items)
+                    evs = apply_chain(chain, events)
                 if evs:
                     writes.extend(self.buffers[s].append(evs) for s in sinks)
             if len(writes) == 1:
@@ -198,7 +206,7 @@ class Topology:
             deliver = self._deliver_for(name)
             if isinstance(src, FileSourceConfig):
                 try:
-                    self.sources[name] = FileSource(name, src, deliver, self.data_dir)
+                    self.sources[name] = FileSource(name, src, None, self.data_dir, deliver_items=deliver)
                 except OSError as exc:
                     raise StartupError(f"sources.{name}: cannot read its checkpoints: {exc}") from None
                 self._tasks.append(asyncio.create_task(self._supervise(name, src), name=f"source-{name}"))
@@ -263,7 +271,7 @@ class Topology:
             log.error("cannot save checkpoints before restarting source %s: %s", name, exc)
         old.close()
         try:
-            self.sources[name] = FileSource(name, config, self._deliver_for(name), self.data_dir)
+            self.sources[name] = FileSource(name, config, None, self.data_dir, deliver_items=self._deliver_for(name))
         except OSError as exc:
             log.error("cannot restart source %s: %s", name, exc)
             return False

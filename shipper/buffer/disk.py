@@ -15,7 +15,8 @@ import errno
 import logging
 import os
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -23,21 +24,40 @@ import orjson
 
 from shipper import metrics
 from shipper.buffer.segments import Damaged, encode_record, list_segments, read_record, scan_headers, segment_name
-from shipper.event import Event, pack_events, unpack_events
+from shipper.event import Event
+from shipper.lines import Item, LineBatch, count, flatten, pack_items, unpack_items
 
 log = logging.getLogger("shipper.buffer")
 
 
 @dataclass(slots=True)
 class Chunk:
-    """One buffer record handed to a sink: its events and the token to acknowledge it with."""
+    """One buffer record handed to a sink: its items (events and line batches, in order) and the
+    token to acknowledge it with."""
 
     segment: int
     end: int
     size: int
     count: int
-    events: list[Event]
+    items: list[Item]
     done: bool = False
+    _events: list[Event] | None = field(default=None, repr=False)
+
+    @property
+    def events(self) -> list[Event]:
+        """The record's events (a line batch's made once, on first use)."""
+        if self._events is None:
+            items = self.items
+            self._events = items if all(type(it) is Event for it in items) else flatten(items)  # type: ignore[assignment]
+        return self._events  # type: ignore[return-value]
+
+    @property
+    def batches(self) -> list[LineBatch] | None:
+        """The record's line batches, if it holds nothing else."""
+        items = self.items
+        if items and all(type(it) is LineBatch for it in items):
+            return items  # type: ignore[return-value]
+        return None
 
 
 class DiskBuffer:
@@ -115,20 +135,23 @@ class DiskBuffer:
 
     # -- writing --------------------------------------------------------------------------------
 
-    async def append(self, events: list[Event]) -> bool:
-        """Write a batch durably (per the fsync policy). Returns False if it was dropped (full)."""
+    async def append(self, events: Sequence[Item]) -> bool:
+        """Write a batch of events (or of events and line batches) durably (per the fsync policy).
+        Returns False if it was dropped (full)."""
         if not events:
             return True
-        payload = pack_events(events)
-        if len(payload) > self.max_bytes // 8 and len(events) > 1:
+        items = list(events)
+        payload = pack_items(items)
+        n = count(items)
+        if len(payload) > self.max_bytes // 8 and n > 1:
             # Keep records small relative to the capacity so the bound holds without deadlock.
-            mid = len(events) // 2
-            first = await self.append(events[:mid])
-            return await self.append(events[mid:]) and first
-        record = encode_record(payload, len(events))
+            first_half, second_half = _halves(items, n)
+            first = await self.append(first_half)
+            return await self.append(second_half) and first
+        record = encode_record(payload, n)
         if self.pending_bytes + len(record) > self.max_bytes and self.pending_bytes > 0:
             if self.when_full == "drop_newest":
-                metrics.EVENTS_DROPPED.labels(self.name, "buffer_full").inc(len(events))
+                metrics.EVENTS_DROPPED.labels(self.name, "buffer_full").inc(n)
                 return False
             metrics.BUFFER_BLOCKED.labels(self.name).set(1)
             log.warning("buffer %s full (%d bytes): holding sources back", self.name, self.pending_bytes)
@@ -143,7 +166,7 @@ class DiskBuffer:
         await self._write_record(record)
         self._write_off += len(record)
         self.pending_bytes += len(record)
-        self.pending_events += len(events)
+        self.pending_events += n
         if self.fsync_policy == "always":
             await asyncio.to_thread(os.fsync, self._write_fd)
         else:
@@ -266,11 +289,11 @@ class DiskBuffer:
             return None
         self._read_pos = (seg, found.end)
         try:
-            events = unpack_events(found.payload)
+            items = unpack_items(found.payload)
         except Exception as exc:  # checksum passed but the payload does not decode: skip it
             self._corrupt(seg, off, found.end, f"undecodable payload: {exc}")
             return None
-        chunk = Chunk(seg, found.end, found.size, found.count, events)
+        chunk = Chunk(seg, found.end, found.size, found.count, items)
         self._outstanding.append(chunk)
         return chunk
 
@@ -357,6 +380,23 @@ class DiskBuffer:
     @property
     def closed(self) -> bool:
         return self._closed
+
+
+def _halves(items: list[Item], n: int) -> tuple[list[Item], list[Item]]:
+    """``items`` cut in two with about ``n // 2`` events each (a line batch is cut inside if need be)."""
+    if len(items) > 1:
+        mid, seen = 0, 0
+        while mid < len(items) - 1 and seen + count(items[mid : mid + 1]) <= n // 2:
+            seen += count(items[mid : mid + 1])
+            mid += 1
+        if mid > 0:
+            return items[:mid], items[mid:]
+        if type(items[0]) is not LineBatch or len(items[0]) == 1:
+            return items[:1], items[1:]
+    batch = items[0]
+    assert type(batch) is LineBatch
+    a, b = batch.split(len(batch) // 2)
+    return [a], [b, *items[1:]]
 
 
 class BufferClosed(Exception):

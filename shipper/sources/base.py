@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from shipper.event import Event
+from shipper.lines import Item
 
 Deliver = Callable[[list[Event]], Awaitable[None]]
 """``await deliver(events)`` returns once every event is written to every target sink's buffer.
@@ -14,6 +15,9 @@ Deliver = Callable[[list[Event]], Awaitable[None]]
 It waits (backpressure) while a buffer is full. A source moves its checkpoint or sends its
 acknowledgement only after it returns; if it raises, the source must not acknowledge.
 """
+
+DeliverItems = Callable[[list[Item]], Awaitable[None]]
+"""Like :data:`Deliver`, for a source that hands on :class:`~shipper.lines.LineBatch` columns too."""
 
 
 class Source(Protocol):

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("shipper", "shipper.errors", "shipper.metrics"),  # "shipper" is the root __init__ (its version)
     ("shipper.event", "shipper.logs"),
+    ("shipper.lines",),  # line batches: columns of events
     ("shipper.templates", "shipper.buffer", "shipper.archive", "shipper.kube"),
     ("shipper.transforms", "shipper.sources", "shipper.sinks"),
     # The config composes every component's own config model (sinks/*/config.py, ...).

@@ -8,6 +8,7 @@ from typing import Generic
 from typing_extensions import TypeVar
 
 from shipper.event import Event
+from shipper.lines import LineBatch
 from shipper.sinks._common.config import SinkConfigBase
 from shipper.sinks._common.outcome import SendOutcome
 
@@ -37,6 +38,20 @@ class Sink(abc.ABC, Generic[ConfigT]):
     def event_size(self, event: Event) -> int:
         """Approximate encoded size of one event, for ``batch.max_bytes``."""
         return len(event.raw) + 64
+
+    accepts_lines = False
+    """Whether :meth:`send_lines` sends line batches from their columns."""
+
+    async def send_lines(self, batches: list[LineBatch]) -> SendOutcome | None:
+        """Send the events of ``batches`` as :meth:`send` would (``None``: cannot, send the events).
+
+        Events named in the outcome are those :meth:`~shipper.lines.LineBatch.events` makes.
+        """
+        return None
+
+    def lines_size(self, batch: LineBatch) -> int:
+        """Approximate encoded size of a line batch, for ``batch.max_bytes``."""
+        return len(batch.data) + 63 * len(batch)
 
     async def close(self) -> None:
         """Release clients."""

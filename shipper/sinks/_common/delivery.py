@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 from shipper import metrics
 from shipper.event import Event
+from shipper.lines import LineBatch, count, flatten
 from shipper.sinks._common.base import Sink
-from shipper.sinks._common.batching import split_batches
+from shipper.sinks._common.batching import split_batches, split_line_batches
 from shipper.sinks._common.config import BatchConfig, RetryConfig
 from shipper.sinks._common.dead_letter import DeadLetterWriter
 from shipper.sinks._common.outcome import SendOutcome, error_outcome
@@ -81,15 +82,58 @@ class Delivery:
             report.add(await self.deliver(part))
         return report
 
+    async def deliver_lines(self, batches: list[LineBatch], batch: BatchConfig | None = None) -> DeliveryReport:
+        """Deliver line batches (within ``batch``'s limits, if given) as :meth:`deliver` does their
+        events: the first request of each is made from the columns by a sink that can
+        (:attr:`~.base.Sink.accepts_lines`); whatever it does not settle goes on as events."""
+        report = DeliveryReport()
+        if batch is None:
+            await self._deliver_lines(batches, report)
+        else:
+            for part in split_line_batches(batches, batch.max_events, batch.max_bytes, self._lines_size):
+                await self._deliver_lines(part, report)
+        return report
+
+    def _lines_size(self, batch: LineBatch) -> int:
+        try:
+            return self.sink.lines_size(batch)
+        except Exception:
+            return len(batch.data) + 64 * len(batch)
+
+    async def _deliver_lines(self, batches: list[LineBatch], report: DeliveryReport) -> None:
+        if not self.sink.accepts_lines:
+            await self._deliver(flatten(batches), False, report)
+            return
+        t0 = time.perf_counter()
+        try:
+            outcome = await self.sink.send_lines(batches)
+        except Exception as exc:
+            events = flatten(batches)
+            outcome = error_outcome(exc, events)
+            if outcome is None:  # a surprise: the event path isolates whatever caused it
+                await self._deliver(events, False, report)
+                return
+            status = "rejected" if outcome.rejected else "error"
+        else:
+            if outcome is None:
+                await self._deliver(flatten(batches), False, report)
+                return
+            status = "ok" if not (outcome.retry or outcome.rejected) else "partial"
+        metrics.REQUEST_DURATION.labels(self.name, status).observe(time.perf_counter() - t0)
+        retry = await self._settle(count(batches), outcome, 1, report)
+        if retry:
+            await self._deliver(retry, False, report, attempt=1)
+
     async def deliver(self, events: list[Event]) -> DeliveryReport:
         """Send until every event is accepted or dead-lettered (see the class docstring)."""
         report = DeliveryReport()
         await self._deliver(events, isolating=False, report=report)
         return report
 
-    async def _deliver(self, events: list[Event], isolating: bool, report: DeliveryReport) -> None:
+    async def _deliver(self, events: list[Event], isolating: bool, report: DeliveryReport,
+                       attempt: int = 0) -> None:
+        """``attempt``: requests already made for these events."""
         pending = events
-        attempt = 0
         unexpected = 0
         while pending:
             attempt += 1
@@ -119,33 +163,38 @@ class Delivery:
                         outcome = SendOutcome(retry=pending, reason=reason)
                     status = "error"
             metrics.REQUEST_DURATION.labels(self.name, status).observe(time.perf_counter() - t0)
-            try:
-                self._record(pending, outcome, report)
-            except OSError as exc:
-                # The dead-letter file could not be written: keep those events, try again later.
-                log.error("sink %s: cannot write dead letters (%s); keeping them buffered", self.name, exc)
-                outcome.retry.extend(e for e, _r in outcome.rejected)
-                outcome.rejected = []
-                outcome.reason = f"dead-letter write failed: {exc}"
-            if not outcome.retry:
-                return
-            if self.retry.max_attempts is not None and attempt >= self.retry.max_attempts:
-                reason = f"gave up after {attempt} attempts: {outcome.reason}"
-                self._count(report, self.dead_letter([(e, reason) for e in outcome.retry]), len(outcome.retry))
-                return
-            delay = backoff_delay(attempt, self.retry, outcome.retry_after)
-            metrics.RETRIES.labels(self.name, reason_label(outcome.reason)).inc()
-            log.warning("sink %s: %d events not accepted (%s); retry %d in %.2fs", self.name,
-                        len(outcome.retry), outcome.reason, attempt, delay)
-            await asyncio.sleep(delay)
-            pending = outcome.retry
+            pending = await self._settle(len(pending), outcome, attempt, report)
 
-    def _record(self, sent: list[Event], outcome: SendOutcome, report: DeliveryReport) -> None:
-        accepted = len(sent) - len(outcome.retry) - len(outcome.rejected)
+    async def _settle(self, sent: int, outcome: SendOutcome, attempt: int, report: DeliveryReport) -> list[Event]:
+        """Count what request ``attempt`` of ``sent`` events settled, dead-letter what was rejected,
+        and return what to send again (after the backoff), if anything."""
+        try:
+            self._record(sent, outcome, report)
+        except OSError as exc:
+            # The dead-letter file could not be written: keep those events, try again later.
+            log.error("sink %s: cannot write dead letters (%s); keeping them buffered", self.name, exc)
+            outcome.retry.extend(e for e, _r in outcome.rejected)
+            outcome.rejected = []
+            outcome.reason = f"dead-letter write failed: {exc}"
+        if not outcome.retry:
+            return []
+        if self.retry.max_attempts is not None and attempt >= self.retry.max_attempts:
+            reason = f"gave up after {attempt} attempts: {outcome.reason}"
+            self._count(report, self.dead_letter([(e, reason) for e in outcome.retry]), len(outcome.retry))
+            return []
+        delay = backoff_delay(attempt, self.retry, outcome.retry_after)
+        metrics.RETRIES.labels(self.name, reason_label(outcome.reason)).inc()
+        log.warning("sink %s: %d events not accepted (%s); retry %d in %.2fs", self.name,
+                    len(outcome.retry), outcome.reason, attempt, delay)
+        await asyncio.sleep(delay)
+        return outcome.retry
+
+    def _record(self, sent: int, outcome: SendOutcome, report: DeliveryReport) -> None:
+        accepted = sent - len(outcome.retry) - len(outcome.rejected)
         if accepted > 0:
             report.accepted += accepted
             metrics.EVENTS_SENT.labels(self.name).inc(accepted)
-            metrics.BATCH_EVENTS.labels(self.name).observe(len(sent))
+            metrics.BATCH_EVENTS.labels(self.name).observe(sent)
             if outcome.sent_bytes:
                 metrics.BYTES_SENT.labels(self.name).inc(outcome.sent_bytes)
                 metrics.BATCH_BYTES.labels(self.name).observe(outcome.sent_bytes)

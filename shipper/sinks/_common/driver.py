@@ -173,6 +173,11 @@ class SinkDriver:
 
     async def _deliver_chunks(self, chunks: list[Chunk]) -> None:
         b = self.config.batch
+        if self.sink.accepts_lines:
+            batches = [c.batches for c in chunks]
+            if all(batches):
+                await self.delivery.deliver_lines([x for part in batches for x in part or ()], b)
+                return
         events = [e for c in chunks for e in c.events]
         if len(events) <= b.max_events and sum(c.size for c in chunks) <= b.max_bytes:
             await self.delivery.deliver(events)  # already within both limits: no per-event sizing

@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 
 from shipper.event import Event
+from shipper.lines import LineBatch
 from shipper.sinks._common.base import Sink
 from shipper.sinks._common.outcome import SendOutcome
 from shipper.sinks.file.config import FileSinkConfig
@@ -36,6 +37,24 @@ class FileSink(Sink[FileSinkConfig]):
     def _path_for(self, ts_ns: int) -> str:
         return time.strftime(self.config.path, time.gmtime(ts_ns // 1_000_000_000))
 
+    @property
+    def accepts_lines(self) -> bool:  # type: ignore[override]
+        """Raw lines to one file are written straight from a line batch's bytes."""
+        return self.config.encoding == "raw" and "%" not in self.config.path
+
+    async def send_lines(self, batches: list[LineBatch]) -> SendOutcome | None:
+        if not self.accepts_lines:
+            return None
+        data = b"".join(b.data for b in batches)  # each line already ends with a newline
+        await self._write(self.config.path, data)
+        return SendOutcome(sent_bytes=len(data))
+
+    async def _write(self, path: str, data: bytes) -> None:
+        if self.config.fsync:
+            await asyncio.to_thread(_append, path, data, True)
+        else:
+            _append(path, data, False)
+
     async def send(self, events: list[Event]) -> SendOutcome:
         try:
             groups = self._encode(events)
@@ -46,10 +65,7 @@ class FileSink(Sink[FileSinkConfig]):
         for path, lines in groups.items():
             data = b"".join(lines)
             total += len(data)
-            if self.config.fsync:
-                await asyncio.to_thread(_append, path, data, True)
-            else:
-                _append(path, data, False)
+            await self._write(path, data)
         return SendOutcome(rejected=rejected, sent_bytes=total)
 
     def _encode(self, events: list[Event]) -> dict[str, list[bytes]]:

@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shipper import metrics
-from shipper.event import Event
+from shipper.lines import Item, LineBatch, count
 from shipper.sources.file.config import EXCLUDE_ANNOTATION, EXCLUDE_CONTAINERS_ANNOTATION, KubernetesApiConfig
 
 if TYPE_CHECKING:  # the client and its dependencies load only when a source uses the API
@@ -190,12 +190,16 @@ class PodMetadataTracker:
             owned, self._owned = self._owned, None
             await owned.stop()
 
-    def flag_missing(self, key: str, batch: list[Event], first: int) -> None:
+    def flag_missing(self, key: str, batch: list[Item], first: int) -> None:
         """Flag (and count) ``batch[first:]``, events of file ``key``, if the API did not describe its pod."""
         if key in self.missing and len(batch) > first:
-            for e in batch[first:]:
-                e.meta["kubernetes_enrichment"] = ENRICHMENT_MISSING
-            self._missing_events.inc(len(batch) - first)
+            for i in range(first, len(batch)):
+                it = batch[i]
+                if isinstance(it, LineBatch):
+                    batch[i] = it.with_extra({"kubernetes_enrichment": ENRICHMENT_MISSING})
+                else:
+                    it.meta["kubernetes_enrichment"] = ENRICHMENT_MISSING
+            self._missing_events.inc(count(batch[first:]))
 
     def track(self, key: str, path_meta: dict[str, str]) -> FileMetadata:
         """The metadata of a file adopted now, remembered under ``key`` for :meth:`changed`."""

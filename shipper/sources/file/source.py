@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from shipper import metrics
-from shipper.event import Event
-from shipper.sources.base import Deliver
+from shipper.lines import Item, count, flatten
+from shipper.sources.base import Deliver, DeliverItems
 from shipper.sources.file.checkpoints import CheckpointStore, entry_path
 from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.file.kubernetes import (
@@ -46,13 +46,18 @@ _COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4")
 class FileSource:
     """Tails every file matching ``include`` (and not ``exclude``), at least once, in order per file."""
 
-    def __init__(self, name: str, config: FileSourceConfig, deliver: Deliver, data_dir: str | Path,
-                 kube_cache: MetadataCache | None = None) -> None:
+    def __init__(self, name: str, config: FileSourceConfig, deliver: Deliver | None, data_dir: str | Path,
+                 kube_cache: MetadataCache | None = None, *, deliver_items: DeliverItems | None = None) -> None:
         """``kube_cache``: a pod cache to use as it is (else, with ``kubernetes_api``, :meth:`run`
-        starts one of its own and stops it when it returns)."""
+        starts one of its own and stops it when it returns). ``deliver_items`` (instead of
+        ``deliver``) is handed whole container lines as :class:`~shipper.lines.LineBatch` columns
+        (``deliver`` gets their events)."""
         self.name = name
         self.cfg = config
+        if (deliver is None) == (deliver_items is None):
+            raise TypeError("give one of deliver and deliver_items")
         self.deliver = deliver
+        self.deliver_items = deliver_items
         self.store = CheckpointStore(Path(data_dir) / "checkpoints" / f"{name}.json")
         self.tailers: dict[str, Tailer] = {}
         self.node = os.environ.get("NODE_NAME") or socket.gethostname()
@@ -232,7 +237,7 @@ class FileSource:
                     self._exclude(o.key, o.path, fm, offset)
                     return True
                 k8s = fm.kubernetes
-        t = Tailer(self.name, o.path, o.fd, o.dev, o.ino, fp, offset, gen, self.cfg, self.node, k8s)
+        t = Tailer(self.name, o.path, o.fd, o.dev, o.ino, fp, offset, gen, self.cfg, self.node, k8s, batches=True)
         if rotated:
             t.rotated_at = time.monotonic()
         self.tailers[o.key] = t
@@ -269,7 +274,8 @@ class FileSource:
             self.discover()
 
     async def _pass(self) -> bool:
-        batch: list[Event] = []
+        batch: list[Item] = []
+        events = 0
         cuts: dict[str, tuple[Tailer, int]] = {}
         progressed = False
         for t in list(self.tailers.values()):
@@ -292,11 +298,12 @@ class FileSource:
                 self._kube.flag_missing(t.key, batch, first)
             progressed |= n > 0
             cuts[t.key] = (t, t.safe_offset)
-            if len(batch) >= self.cfg.batch_events:
-                await self._deliver(batch, cuts)
-                batch, cuts = [], {}
+            events += count(batch[first:])
+            if events >= self.cfg.batch_events:
+                await self._deliver(batch, events, cuts)
+                batch, events, cuts = [], 0, {}
         if batch or cuts:
-            await self._deliver(batch, cuts)
+            await self._deliver(batch, events, cuts)
         return progressed
 
     # -- Kubernetes API metadata ----------------------------------------------------------------
@@ -345,10 +352,14 @@ class FileSource:
                     display_path(path), offset, exc.strerror or exc)
         metrics.FILES_SKIPPED.labels(self.name, "unreadable").inc()
 
-    async def _deliver(self, batch: list[Event], cuts: dict[str, tuple[Tailer, int]]) -> None:
+    async def _deliver(self, batch: list[Item], events: int, cuts: dict[str, tuple[Tailer, int]]) -> None:
         if batch:
-            metrics.EVENTS_RECEIVED.labels(self.name).inc(len(batch))
-            await self.deliver(batch)
+            metrics.EVENTS_RECEIVED.labels(self.name).inc(events)
+            if self.deliver_items is not None:
+                await self.deliver_items(batch)
+            else:
+                assert self.deliver is not None
+                await self.deliver(flatten(batch))
         for key, (t, off) in cuts.items():
             self.store.set(key, t.path, t.fp, off, t.gen)
 

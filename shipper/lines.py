@@ -1,0 +1,193 @@
+"""A batch of plain lines read from one file, kept as columns rather than one object per event.
+
+The file source's common case (whole container lines of valid UTF-8, each with its time already
+read) is carried from the source through the disk buffer to the sinks as a :class:`LineBatch`:
+the payloads joined in one ``bytes``, one list each of file offsets, times and streams, and the
+metadata every line shares (source, file, Kubernetes) once. Sinks that only need the line (the
+file sink, the Loki encoder) read the columns; any other consumer asks for :meth:`LineBatch.events`,
+which are exactly the :class:`~shipper.event.Event` objects the per-line path would have made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgpack
+
+from shipper.event import INT64_MAX, INT64_MIN, Event, pack_events, pack_one, unpack_events
+
+
+class LineBatch:
+    """Lines of one file, in order: ``data`` holds each payload followed by ``\\n``.
+
+    Every payload is valid UTF-8 without ``\\n``, not truncated, and its event needs no repair (its
+    time fits int64 nanoseconds, its record cannot nest too deep): lines that do not qualify are
+    events of their own. ``base`` is the metadata every line shares and is never mutated; a line's
+    event metadata is ``base`` plus its ``offset``, ``id`` (``<uid>:<offset>``) and ``stream``, then
+    ``extra`` (flags set on the whole batch after it was read).
+    """
+
+    __slots__ = ("base", "data", "extra", "offsets", "streams", "times", "uid")
+
+    def __init__(self, base: dict[str, Any], uid: str, data: bytes, offsets: list[int], times: list[int],
+                 streams: list[str | None], extra: dict[str, Any] | None = None) -> None:
+        self.base = base
+        self.extra = extra
+        self.uid = uid
+        self.data = data
+        self.offsets = offsets
+        self.times = times
+        self.streams = streams
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __repr__(self) -> str:
+        return f"LineBatch({len(self)} lines of {self.base.get('file')!r})"
+
+    def lines(self) -> list[bytes]:
+        """Each payload's bytes."""
+        out = self.data.split(b"\n")
+        out.pop()
+        return out
+
+    def texts(self) -> list[str]:
+        """Each payload as text."""
+        out = self.data.decode().split("\n")
+        out.pop()
+        return out
+
+    def meta(self, i: int) -> dict[str, Any]:
+        """The metadata of line ``i``'s event."""
+        off = self.offsets[i]
+        meta = {**self.base, "offset": off, "id": f"{self.uid}:{off}"}
+        stream = self.streams[i]
+        if stream:
+            meta["stream"] = stream
+        if self.extra:
+            meta.update(self.extra)
+        return meta
+
+    def events(self) -> list[Event]:
+        """One :class:`~shipper.event.Event` per line, as the per-line path makes them."""
+        new = Event.__new__
+        out = []
+        base, uid, extra = self.base, self.uid, self.extra
+        for raw, off, ts, stream in zip(self.texts(), self.offsets, self.times, self.streams, strict=True):
+            e = new(Event)
+            meta = {**base, "offset": off, "id": f"{uid}:{off}"}
+            if stream:
+                meta["stream"] = stream
+            if extra:
+                meta.update(extra)
+            e._record, e.raw, e.ts_ns, e.meta, e.derived = None, raw, ts, meta, True
+            out.append(e)
+        return out
+
+    def split(self, at: int) -> tuple[LineBatch, LineBatch]:
+        """The lines before ``at`` and from ``at`` on, as two batches."""
+        cut = 0
+        if at > 0:
+            cut = _nth_newline(self.data, at) + 1
+        return (
+            LineBatch(self.base, self.uid, self.data[:cut], self.offsets[:at], self.times[:at], self.streams[:at],
+                      self.extra),
+            LineBatch(self.base, self.uid, self.data[cut:], self.offsets[at:], self.times[at:], self.streams[at:],
+                      self.extra),
+        )
+
+    def with_extra(self, extra: dict[str, Any]) -> LineBatch:
+        """The same lines with ``extra`` added to every line's metadata."""
+        return LineBatch(self.base, self.uid, self.data, self.offsets, self.times, self.streams,
+                         {**(self.extra or {}), **extra})
+
+    def fields(self) -> tuple[Any, ...]:
+        """What the disk buffer stores of this batch (see :meth:`from_fields`)."""
+        return (self.base, self.uid, self.data, self.offsets, self.times, self.streams, self.extra)
+
+    @classmethod
+    def from_fields(cls, fields: Sequence[Any]) -> LineBatch:
+        """The batch :meth:`fields` described; ``ValueError`` if they do not describe one."""
+        base, uid, data, offsets, times, streams, extra = fields
+        if not (isinstance(base, dict) and type(uid) is str and type(data) is bytes
+                and (extra is None or isinstance(extra, dict))
+                and len(offsets) == len(times) == len(streams) == data.count(b"\n")):
+            raise ValueError("malformed line batch")
+        return cls(base, uid, data, list(offsets), list(times), list(streams), extra)
+
+
+Item = Event | LineBatch
+"""What a source hands downstream: single events and line batches, in order."""
+
+
+def _nth_newline(data: bytes, n: int) -> int:
+    """Index of the ``n``-th ``\\n`` (1-based) in ``data``."""
+    pos = -1
+    for _ in range(n):
+        pos = data.index(b"\n", pos + 1)
+    return pos
+
+
+def count(items: Iterable[Item]) -> int:
+    """How many events ``items`` hold."""
+    return sum(len(it) if type(it) is LineBatch else 1 for it in items)
+
+
+def flatten(items: Iterable[Item]) -> list[Event]:
+    """The events of ``items``, in order."""
+    out: list[Event] = []
+    for it in items:
+        if type(it) is LineBatch:
+            out.extend(it.events())
+        else:
+            out.append(it)  # type: ignore[arg-type]
+    return out
+
+
+def pack_items(items: Sequence[Item]) -> bytes:
+    """Serialise events and line batches for the disk buffer (events alone: as :func:`pack_events`).
+
+    A line batch is one entry of seven fields, an event one of four; a value msgpack cannot hold
+    costs only its own event (a batch holding one is stored as its events).
+    """
+    if all(type(it) is Event for it in items):
+        return pack_events(items)  # type: ignore[arg-type]
+    try:
+        return msgpack.packb([it.fields() if type(it) is LineBatch else _entry(it) for it in items],  # type: ignore[arg-type]
+                             use_bin_type=True)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    entries: list[bytes] = []
+    for it in items:
+        if type(it) is LineBatch:
+            try:
+                entries.append(msgpack.packb(it.fields(), use_bin_type=True))
+                continue
+            except (TypeError, ValueError, OverflowError):
+                evs = it.events()
+        else:
+            evs = [it]  # type: ignore[list-item]
+        entries.extend(pack_one(e) for e in evs)
+    return msgpack.Packer(use_bin_type=True).pack_array_header(len(entries)) + b"".join(entries)
+
+
+def _entry(e: Event) -> tuple[Any, ...]:
+    return (None if e.derived else e._record, e.raw, e.ts_ns, e.meta)
+
+
+def unpack_items(data: bytes) -> list[Item]:
+    """Inverse of :func:`pack_items` (and of :func:`~shipper.event.pack_events`)."""
+    entries = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    if all(len(x) == 4 for x in entries):
+        return unpack_events(data, entries)  # type: ignore[return-value]
+    out: list[Item] = []
+    for x in entries:
+        if len(x) == 4:
+            out.extend(unpack_events(b"", [x]))
+        else:
+            batch = LineBatch.from_fields(x)
+            if not all(type(t) is int and INT64_MIN <= t <= INT64_MAX for t in batch.times):
+                raise ValueError("line batch time out of range")
+            out.append(batch)
+    return out
