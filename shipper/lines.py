@@ -10,12 +10,13 @@ which are exactly the :class:`~shipper.event.Event` objects the per-line path wo
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgpack
 
-from shipper.event import INT64_MAX, INT64_MIN, Event, pack_events, pack_one, unpack_events
+from shipper.event import Event, pack_events, pack_one, unpack_events
 
 
 class LineBatch:
@@ -103,18 +104,31 @@ class LineBatch:
                          {**(self.extra or {}), **extra})
 
     def fields(self) -> tuple[Any, ...]:
-        """What the disk buffer stores of this batch (see :meth:`from_fields`)."""
-        return (self.base, self.uid, self.data, self.offsets, self.times, self.streams, self.extra)
+        """What the disk buffer stores of this batch (see :meth:`from_fields`): offsets and times as
+        int64 arrays, streams as one byte per line indexing the distinct stream names."""
+        names = list(dict.fromkeys(self.streams))
+        if len(names) > 255:
+            raise ValueError("more than 255 stream names in one batch")
+        index = {name: i for i, name in enumerate(names)}
+        return (self.base, self.uid, self.data, array("q", self.offsets).tobytes(), array("q", self.times).tobytes(),
+                names, bytes(map(index.__getitem__, self.streams)), self.extra)
 
     @classmethod
     def from_fields(cls, fields: Sequence[Any]) -> LineBatch:
         """The batch :meth:`fields` described; ``ValueError`` if they do not describe one."""
-        base, uid, data, offsets, times, streams, extra = fields
-        if not (isinstance(base, dict) and type(uid) is str and type(data) is bytes
-                and (extra is None or isinstance(extra, dict))
-                and len(offsets) == len(times) == len(streams) == data.count(b"\n")):
+        base, uid, data, offsets, times, names, codes, extra = fields
+        if not (isinstance(base, dict) and type(uid) is str and type(data) is bytes and type(codes) is bytes
+                and type(offsets) is bytes and type(times) is bytes and type(names) is list
+                and all(n is None or type(n) is str for n in names)
+                and (extra is None or isinstance(extra, dict))):
             raise ValueError("malformed line batch")
-        return cls(base, uid, data, list(offsets), list(times), list(streams), extra)
+        lines = data.count(b"\n")
+        if not (len(offsets) == len(times) == 8 * lines and len(codes) == lines):
+            raise ValueError("malformed line batch")
+        offs, ts = array("q"), array("q")
+        offs.frombytes(offsets)
+        ts.frombytes(times)
+        return cls(base, uid, data, offs.tolist(), ts.tolist(), list(map(names.__getitem__, codes)), extra)
 
 
 Item = Event | LineBatch
@@ -148,7 +162,7 @@ def flatten(items: Iterable[Item]) -> list[Event]:
 def pack_items(items: Sequence[Item]) -> bytes:
     """Serialise events and line batches for the disk buffer (events alone: as :func:`pack_events`).
 
-    A line batch is one entry of seven fields, an event one of four; a value msgpack cannot hold
+    A line batch is one entry of eight fields, an event one of four; a value msgpack cannot hold
     costs only its own event (a batch holding one is stored as its events).
     """
     if all(type(it) is Event for it in items):
@@ -186,8 +200,5 @@ def unpack_items(data: bytes) -> list[Item]:
         if len(x) == 4:
             out.extend(unpack_events(b"", [x]))
         else:
-            batch = LineBatch.from_fields(x)
-            if not all(type(t) is int and INT64_MIN <= t <= INT64_MAX for t in batch.times):
-                raise ValueError("line batch time out of range")
-            out.append(batch)
+            out.append(LineBatch.from_fields(x))
     return out

@@ -214,15 +214,19 @@ class Tailer:
         ``valid``: every line is ASCII (so valid UTF-8).
         """
         max_line = self.cfg.max_line_bytes
-        pieces, offsets, times, streams = self._pieces, self._offsets, self._times, self._stream_col
+        add_piece, add_offset = self._pieces.append, self._offsets.append
+        add_time, add_stream = self._times.append, self._stream_col.append
         secs_of, names, scale, head = _SECS, _STREAM_NAMES, _FRACTION_SCALE, _TS_FIRST_BYTES
+        partials = self._partials  # changed in place only
+        if self._discarding and lines:
+            self._discarding = False  # the rest of an overlong line whose head was emitted
+            pos += len(lines[0]) + 1
+            lines = lines[1:]
         for raw in lines:
             off = pos
-            pos += len(raw) + 1
-            if self._discarding:
-                self._discarding = False
-                continue
-            if not self._partials and len(raw) <= max_line:
+            n = len(raw)
+            pos += n + 1
+            if n <= max_line and not partials:
                 parts = raw.split(b" ", 3)
                 if len(parts) == 4 and parts[2] == b"F":
                     ts, msg = parts[0], parts[3]
@@ -240,16 +244,16 @@ class Tailer:
                             if secs is not None and frac.isdigit():
                                 rts = secs + int(frac) * scale[len(frac)]
                                 if rts:
-                                    pieces.append(msg)
-                                    offsets.append(off)
-                                    times.append(rts)
-                                    streams.append(names.get(parts[1]) or parts[1].decode() or None)
+                                    add_piece(msg)
+                                    add_offset(off)
+                                    add_time(rts)
+                                    add_stream(names.get(parts[1]) or parts[1].decode() or None)
                                     continue
                     if self._batch_line(parts, off, valid):
                         continue
                 if self._cri_full_line(raw, off, out):
                     continue
-            truncated = len(raw) > max_line
+            truncated = n > max_line
             self._line(raw[:max_line] if truncated else raw, off, truncated, out)
         return pos
 
