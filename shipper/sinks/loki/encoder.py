@@ -152,7 +152,10 @@ class _MetadataField:
                 values = [m.get(key) if v is MISSING else v for v, m in zip(values, metas, strict=True)]
         elif root is not None:
             get = self.get  # only on a miss: a key holding dots may have it (as lookup_path finds it)
+            # With no object at the root, the one key lookup_path can still find is "root.sub" itself.
+            joined = f"{root}.{sub}"
             values = [(d[sub] if isinstance(d := m[root] if root in m else r.get(root), dict) and sub in d
+                       else (r[joined] if joined in r and root not in m else m.get(joined)) if d is None
                        else get(r, m)) for r, m in zip(records, metas, strict=True)]
             cache = self.cache
             if len(cache) > _PAIR_CACHE:

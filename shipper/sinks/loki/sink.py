@@ -5,12 +5,14 @@ from __future__ import annotations
 import httpx
 
 from shipper.event import Event
+from shipper.lines import LineBatch, flatten
 from shipper.sinks._common.base import Sink
-from shipper.sinks._common.halving import halves, send_halving
+from shipper.sinks._common.halving import RequestTooLarge, halves, send_halving
 from shipper.sinks._common.http import build_client
 from shipper.sinks._common.outcome import SendOutcome
+from shipper.sinks.loki.columns import LineViews, template_fields
 from shipper.sinks.loki.config import LokiSinkConfig
-from shipper.sinks.loki.encoder import build_encoder
+from shipper.sinks.loki.encoder import PushRequest, build_encoder
 from shipper.sinks.loki.labels import CardinalityGuard, LabelRenderer
 from shipper.sinks.loki.service import check_ready, classify_push_response
 
@@ -37,6 +39,7 @@ class LokiSink(Sink[LokiSinkConfig]):
         self.labels = LabelRenderer(config.labels, self.guard)
         self.encoder = build_encoder(config.encoding, config.structured_metadata)
         self._overhead = _ENTRY_OVERHEAD + _METADATA_PAIR * len(config.structured_metadata)
+        self._views = LineViews(template_fields(config.labels.values()) + list(config.structured_metadata))
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -65,6 +68,32 @@ class LokiSink(Sink[LokiSinkConfig]):
     def event_size(self, event: Event) -> int:
         return len(event.raw) + self._overhead
 
+    accepts_lines = True
+
+    def lines_size(self, batch: LineBatch) -> int:
+        return len(batch.data) + (self._overhead - 1) * len(batch)
+
+    async def send_lines(self, batches: list[LineBatch]) -> SendOutcome | None:
+        """Push line batches, their records read only as far as labels and metadata need
+        (:mod:`~shipper.sinks.loki.columns`); an answer that is not a success is read against the
+        lines' full events, and a request too large is sent again as events, in halves."""
+        await self.start()
+        assert self._client is not None
+        views = [v for b in batches for v in self._views.views(b)]
+        request = self.encoder.encode(self.labels.group(views))
+        response = await self._post(request)
+        if response.is_success:
+            return SendOutcome.ok(len(request.body))
+        events = flatten(batches)
+        index = {id(v): i for i, v in enumerate(views)}
+        for s in request.streams:
+            s.events = [events[index[id(v)]] for v in s.events]
+        try:
+            return classify_push_response(self.name, self.config.push_url, response, request,
+                                          self.encoder.metadata.pairs)
+        except RequestTooLarge:
+            return await self.send(events)
+
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()
@@ -73,9 +102,13 @@ class LokiSink(Sink[LokiSinkConfig]):
     async def _push(self, events: list[Event]) -> SendOutcome:
         assert self._client is not None
         request = self.encoder.encode(self.labels.group(events))
+        response = await self._post(request)
+        return classify_push_response(self.name, self.config.push_url, response, request,
+                                      self.encoder.metadata.pairs)
+
+    async def _post(self, request: PushRequest) -> httpx.Response:
+        assert self._client is not None
         headers = {"Content-Type": request.content_type}
         if request.content_encoding:
             headers["Content-Encoding"] = request.content_encoding
-        response = await self._client.post(self.config.push_url, content=request.body, headers=headers)
-        return classify_push_response(self.name, self.config.push_url, response, request,
-                                      self.encoder.metadata.pairs)
+        return await self._client.post(self.config.push_url, content=request.body, headers=headers)
