@@ -1,0 +1,168 @@
+"""The Loki sink's line-batch path pushes the very bodies the event path pushes.
+
+The differential corpus is read by the real file source handing on line batches, goes through the
+disk buffer's encoding, and each run of line batches is pushed twice: from the columns
+(``send_lines``) and as the events they stand for (``send``), each by its own sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from shipper.event import Event
+from shipper.lines import Item, LineBatch, flatten, pack_items, unpack_items
+from shipper.sinks._common.outcome import TransientSinkError
+from shipper.sinks.loki.config import LokiSinkConfig
+from shipper.sinks.loki.sink import LokiSink
+from shipper.sources.file.config import FileSourceConfig
+from shipper.sources.file.source import FileSource
+from tests.shipper.sinks.loki._corpus import LABELS, METADATA_SETS, POD_FILE, corpus
+
+pytestmark = pytest.mark.anyio
+
+OVERFLOW = b'{"level":"a","x":1e400}'  # the documented difference (shipper/sinks/loki/columns.py)
+ALTERNATIVES = {**LABELS, "app": '{{ service | default(kubernetes.pod_labels.app) | default("none") }}'}
+
+
+async def _read_items(root: Path) -> list[Item]:
+    cfg = FileSourceConfig.model_validate({
+        "type": "file", "include": [f"{root}/containers/*.log"], "format": "cri", "max_line_bytes": 65536,
+        "glob_interval_secs": 0.05, "poll_interval_secs": 0.01, "read_chunk_bytes": 8192})
+    got: list[Item] = []
+
+    async def deliver(items: list[Item]) -> None:
+        got.extend(unpack_items(pack_items(items)))  # as a sink reads them back from its buffer
+
+    src = FileSource("app", cfg, None, root / "source-data", deliver_items=deliver)
+    task = asyncio.create_task(src.run())
+    await asyncio.sleep(1.0)
+    await src.stop()
+    await asyncio.wait_for(task, 5)
+    src.close()
+    return got
+
+
+@pytest.fixture(scope="module")
+def items(tmp_path_factory: pytest.TempPathFactory) -> list[Item]:
+    root = tmp_path_factory.mktemp("line-batches")
+    (root / "containers").mkdir()
+    lines = [line for line in corpus(time.time_ns() - 60 * 10**9) if not _overflows(line.split(b" ", 3)[3])]
+    (root / "containers" / POD_FILE).write_bytes(b"".join(lines))
+    got = asyncio.run(_read_items(root))
+    assert sum(len(it) if isinstance(it, LineBatch) else 1 for it in got) == len(lines) - 4
+    return got
+
+
+def _overflows(payload: bytes) -> bool:
+    """Whether orjson refuses ``payload`` only for a number beyond a double (the documented difference)."""
+    try:
+        orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        return "infinity" in str(exc)
+    return False
+
+
+def _runs(items: list[Item]) -> list[list[LineBatch]]:
+    runs: list[list[LineBatch]] = [[]]
+    for it in items:
+        if isinstance(it, LineBatch):
+            runs[-1].append(it)
+        elif runs[-1]:
+            runs.append([])
+    return [r for r in runs if r]
+
+
+class Recorder:
+    """A Loki push endpoint that keeps every body and answers with ``status``."""
+
+    def __init__(self, status: int = 204) -> None:
+        self.bodies: list[bytes] = []
+        self.status = status
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.bodies.append(request.content)
+        return httpx.Response(self.status, text="" if self.status < 300 else "slow down")
+
+
+def _sink(tmp_path: Path, labels: dict[str, str], metadata: list[str], recorder: Recorder) -> LokiSink:
+    cfg = LokiSinkConfig.model_validate({"type": "loki", "inputs": ["app"], "endpoint": "http://loki.test",
+                                         "labels": labels, "structured_metadata": metadata,
+                                         "max_label_values": 40, "max_label_values_per_pod": 20})
+    return LokiSink("loki", cfg, str(tmp_path), transport=httpx.MockTransport(recorder))
+
+
+@pytest.mark.parametrize("labels", [LABELS, ALTERNATIVES], ids=["plain", "alternatives"])
+@pytest.mark.parametrize("metadata", METADATA_SETS, ids=["default", "mixed", "message", "none"])
+async def test_line_batches_push_the_bodies_their_events_push(
+        items: list[Item], tmp_path: Path, labels: dict[str, str], metadata: list[str]) -> None:
+    runs = _runs(items)
+    assert len(runs) > 3 and sum(map(len, runs)) > 5
+    columns, events = Recorder(), Recorder()
+    by_columns = _sink(tmp_path, labels, metadata, columns)
+    by_events = _sink(tmp_path, labels, metadata, events)
+    for run in runs:
+        a = await by_columns.send_lines(run)
+        b = await by_events.send(flatten(run))
+        assert a is not None and a.sent_bytes == b.sent_bytes and not (a.retry or a.rejected)
+    assert columns.bodies == events.bodies
+    assert by_columns.label_overflows == by_events.label_overflows
+
+
+def test_the_corpus_reaches_both_paths(items: list[Item]) -> None:
+    batched = [e for it in items if isinstance(it, LineBatch) for e in it.events()]
+    alone = [it for it in items if isinstance(it, Event)]
+    assert len(batched) > 300 and len(alone) > 50
+    raws = [e.raw for e in batched]
+    assert any(not r.startswith("{") for r in raws)  # text lines travel in batches too
+    assert any(not r.isascii() for r in raws)
+    assert any('"level":"a","level":"b"' in r for r in raws)
+    assert any(r.startswith('{"le\\u0076el"') for r in raws)
+
+
+async def test_a_number_beyond_double_in_an_unread_field_is_skipped(tmp_path: Path) -> None:
+    """The one difference from a full parse: orjson refuses the line, the columns read its labels."""
+    batch = LineBatch({"source": "app", "file": "/x.log"}, "u", OVERFLOW + b"\n", [0], [1_700_000_000 * 10**9],
+                      ["stdout"])
+    columns, events = Recorder(), Recorder()
+    await _sink(tmp_path, {"level": "{{ level }}"}, [], columns).send_lines([batch])
+    await _sink(tmp_path, {"level": "{{ level }}"}, [], events).send(batch.events())
+    assert b'level="a"' in columns.bodies[0] or b'level=\\"a\\"' in _plain(columns.bodies[0])
+    assert b'level=\\"unknown\\"' in _plain(events.bodies[0]) or b'level="unknown"' in _plain(events.bodies[0])
+    assert OVERFLOW in _plain(columns.bodies[0]) and OVERFLOW in _plain(events.bodies[0])
+
+
+def _plain(body: bytes) -> bytes:
+    import cramjam
+
+    return bytes(cramjam.snappy.decompress_raw(body))
+
+
+async def test_a_failed_push_is_read_against_the_full_events(items: list[Item], tmp_path: Path) -> None:
+    run = _runs(items)[0]
+    sink = _sink(tmp_path, LABELS, [], Recorder(429))
+    with pytest.raises(TransientSinkError):
+        await sink.send_lines(run)
+
+
+async def test_a_request_too_large_is_sent_again_as_events_in_halves(items: list[Item], tmp_path: Path) -> None:
+    run = _runs(items)[0]
+    n = sum(map(len, run))
+    calls: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(len(request.content))
+        return httpx.Response(413 if len(calls) <= 2 else 204)
+
+    cfg = LokiSinkConfig.model_validate({"type": "loki", "inputs": ["app"], "endpoint": "http://loki.test",
+                                         "labels": LABELS})
+    sink = LokiSink("loki", cfg, str(tmp_path), transport=httpx.MockTransport(answer))
+    outcome = await sink.send_lines(run)
+    assert outcome is not None and not outcome.rejected and not outcome.retry
+    # From the columns, then as events: the whole, refused again, then its two halves.
+    assert len(calls) == 4 and n > 1 and calls[0] == calls[1] > max(calls[2:])
