@@ -202,3 +202,20 @@ def unpack_items(data: bytes) -> list[Item]:
         else:
             out.append(LineBatch.from_fields(x))
     return out
+
+
+def halve(items: list[Item], n: int) -> tuple[list[Item], list[Item]]:
+    """``items`` cut in two with about ``n // 2`` events each (a line batch is cut inside if need be)."""
+    if len(items) > 1:
+        mid, seen = 0, 0
+        while mid < len(items) - 1 and seen + count(items[mid : mid + 1]) <= n // 2:
+            seen += count(items[mid : mid + 1])
+            mid += 1
+        if mid > 0:
+            return items[:mid], items[mid:]
+        if type(items[0]) is not LineBatch or len(items[0]) == 1:
+            return items[:1], items[1:]
+    batch = items[0]
+    assert type(batch) is LineBatch
+    a, b = batch.split(len(batch) // 2)
+    return [a], [b, *items[1:]]

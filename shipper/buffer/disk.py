@@ -25,7 +25,7 @@ import orjson
 from shipper import metrics
 from shipper.buffer.segments import Damaged, encode_record, list_segments, read_record, scan_headers, segment_name
 from shipper.event import Event
-from shipper.lines import Item, LineBatch, count, flatten, pack_items, unpack_items
+from shipper.lines import Item, LineBatch, count, flatten, halve, pack_items, unpack_items
 
 log = logging.getLogger("shipper.buffer")
 
@@ -145,7 +145,7 @@ class DiskBuffer:
         n = count(items)
         if len(payload) > self.max_bytes // 8 and n > 1:
             # Keep records small relative to the capacity so the bound holds without deadlock.
-            first_half, second_half = _halves(items, n)
+            first_half, second_half = halve(items, n)
             first = await self.append(first_half)
             return await self.append(second_half) and first
         record = encode_record(payload, n)
@@ -380,23 +380,6 @@ class DiskBuffer:
     @property
     def closed(self) -> bool:
         return self._closed
-
-
-def _halves(items: list[Item], n: int) -> tuple[list[Item], list[Item]]:
-    """``items`` cut in two with about ``n // 2`` events each (a line batch is cut inside if need be)."""
-    if len(items) > 1:
-        mid, seen = 0, 0
-        while mid < len(items) - 1 and seen + count(items[mid : mid + 1]) <= n // 2:
-            seen += count(items[mid : mid + 1])
-            mid += 1
-        if mid > 0:
-            return items[:mid], items[mid:]
-        if type(items[0]) is not LineBatch or len(items[0]) == 1:
-            return items[:1], items[1:]
-    batch = items[0]
-    assert type(batch) is LineBatch
-    a, b = batch.split(len(batch) // 2)
-    return [a], [b, *items[1:]]
 
 
 class BufferClosed(Exception):

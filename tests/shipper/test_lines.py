@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shipper.buffer.disk import _halves
 from shipper.event import Event
-from shipper.lines import Item, LineBatch, count, flatten, pack_items, unpack_items
+from shipper.lines import Item, LineBatch, count, flatten, halve, pack_items, unpack_items
 from shipper.sinks._common.batching import split_line_batches
 from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.file.tailer import Tailer, fingerprint
@@ -63,7 +62,7 @@ def test_split_and_halves_keep_every_line_in_order(at: int) -> None:
     b = _batch(5)
     head, tail = b.split(at)
     assert flatten([head, tail]) == b.events()
-    first, second = _halves([b, Event(None, "z", 1, {}, True)], 6)
+    first, second = halve([b, Event(None, "z", 1, {}, True)], 6)
     assert flatten(first + second) == flatten([b, Event(None, "z", 1, {}, True)]) and first and second
 
 

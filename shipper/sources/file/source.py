@@ -1,9 +1,8 @@
 """The file source: discovers files by glob, tails them, delivers batches, then checkpoints.
 
-With ``kubernetes_api``, a kubelet log file's events also carry its pod's API metadata (refreshed
-when the pod cache changes, checked once per read pass), and an excluded file is not read: it is
-closed when the exclusion appears and its checkpoint stays; when the exclusion is lifted it is read
-again from its end then, so lines written while it was excluded are never shipped.
+With ``kubernetes_api``, a kubelet log file's events also carry its pod's API metadata (refreshed when
+the pod cache changes, checked once per read pass), and an excluded file is not read: it is closed
+when the exclusion appears, its checkpoint stays, and when lifted it is read again from its end.
 """
 
 from __future__ import annotations
@@ -48,14 +47,11 @@ class FileSource:
 
     def __init__(self, name: str, config: FileSourceConfig, deliver: Deliver | None, data_dir: str | Path,
                  kube_cache: MetadataCache | None = None, *, deliver_items: DeliverItems | None = None) -> None:
-        """``kube_cache``: a pod cache to use as it is (else, with ``kubernetes_api``, :meth:`run`
-        starts one of its own and stops it when it returns). ``deliver_items`` (instead of
-        ``deliver``) is handed whole container lines as :class:`~shipper.lines.LineBatch` columns
-        (``deliver`` gets their events)."""
+        """``kube_cache``: a pod cache to use as it is (else, with ``kubernetes_api``, :meth:`run` starts
+        its own). ``deliver_items`` (not ``deliver``) is handed :class:`~shipper.lines.LineBatch` columns."""
         self.name = name
         self.cfg = config
-        if (deliver is None) == (deliver_items is None):
-            raise TypeError("give one of deliver and deliver_items")
+        assert (deliver is None) != (deliver_items is None), "one of deliver and deliver_items"
         self.deliver = deliver
         self.deliver_items = deliver_items
         self.store = CheckpointStore(Path(data_dir) / "checkpoints" / f"{name}.json")
@@ -355,11 +351,7 @@ class FileSource:
     async def _deliver(self, batch: list[Item], events: int, cuts: dict[str, tuple[Tailer, int]]) -> None:
         if batch:
             metrics.EVENTS_RECEIVED.labels(self.name).inc(events)
-            if self.deliver_items is not None:
-                await self.deliver_items(batch)
-            else:
-                assert self.deliver is not None
-                await self.deliver(flatten(batch))
+            await (self.deliver_items(batch) if self.deliver_items else self.deliver(flatten(batch)))  # type: ignore[misc]
         for key, (t, off) in cuts.items():
             self.store.set(key, t.path, t.fp, off, t.gen)
 

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from shipper import metrics
-from shipper.event import INT64_MAX, INT64_MIN, Event
-from shipper.lines import Item, LineBatch
+from shipper.event import Event
+from shipper.lines import Item
+from shipper.sources.file.columns import LineColumns
 from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.file.formats import PARSERS, FormatError
 from shipper.sources.file.multiline import STREAMS, LineGrouper, Pending, StreamGroups
@@ -24,30 +25,6 @@ log = logging.getLogger("shipper.sources.file")
 FP_BYTES = 1024
 _TS_FIRST = '{"timestamp":"'
 _TS_FIRST_LEN = len(_TS_FIRST)
-_TS_FIRST_BYTES = _TS_FIRST.encode()
-_STREAM_NAMES = {b"stdout": "stdout", b"stderr": "stderr"}
-# A payload this long with this many brackets may nest too deep: its event is checked on its own.
-_DEEP_BYTES, _DEEP_BRACKETS = 400, 200
-_FRACTION_SCALE = [10 ** (9 - n) for n in range(10)]
-_SECS: dict[bytes, int | None] = {}  # b"YYYY-MM-DDTHH:MM:SS" -> its epoch ns (None: not a time, or out of range)
-_MAX_SECS = 16384
-_UNSEEN: Any = object()
-
-
-def _whole_seconds_ns(prefix: bytes) -> int | None:
-    """Epoch nanoseconds of a ``YYYY-MM-DDTHH:MM:SS`` (UTC) prefix, cached; None if it is not one
-    or a time in that second would not fit int64 nanoseconds."""
-    if len(_SECS) >= _MAX_SECS:
-        _SECS.clear()
-    ns: int | None = None
-    if prefix.isascii():
-        ns = parse_rfc3339_ns(prefix.decode() + "Z")
-        if ns is not None and not (ns >= INT64_MIN and ns + 999_999_999 <= INT64_MAX):
-            ns = None
-    _SECS[prefix] = ns
-    return ns
-
-
 def fingerprint(fd: int) -> int | None:
     """crc32 of the file's first line (at most 1 KiB): immutable once written, unlike size or mtime.
 
@@ -103,10 +80,7 @@ class Tailer:
         self._uid = self._make_uid()
         # Lines of the current read that go out as one LineBatch (see _split).
         self._batching = batches and self._cri and not (self._streams is not None)
-        self._pieces: list[bytes] = []
-        self._offsets: list[int] = []
-        self._times: list[int] = []
-        self._stream_col: list[str | None] = []
+        self._columns = LineColumns()
         self.eof = False
         self.last_growth = time.monotonic()
         self.last_line = time.monotonic()
@@ -163,7 +137,7 @@ class Tailer:
                 data = self._buf + data
                 start = self._buf_start
             self._split(data, start, out)
-        self._close_lines(out)
+        self._columns.close(self._meta_base, self._uid, out)
         if self._streams is not None:
             self._streams.flush_expired(out, time.monotonic())
         if total:
@@ -184,7 +158,12 @@ class Tailer:
         max_line = self.cfg.max_line_bytes
         cri = self._cri
         if self._batching:
-            pos = self._split_batched(lines, pos, data.isascii(), out)
+            if self._discarding and lines:
+                self._discarding = False  # the rest of an overlong line whose head was emitted
+                pos += len(lines[0]) + 1
+                lines = lines[1:]
+            pos = self._columns.split(lines, pos, data.isascii(), max_line, self._partials,
+                                      lambda raw, off: self._other_line(raw, off, out))
             lines = []
         for raw in lines:
             off = pos
@@ -205,102 +184,13 @@ class Tailer:
             self._buf = b""
             self._buf_start = pos + len(rest)
 
-    def _split_batched(self, lines: list[bytes], pos: int, valid: bool, out: list[Item]) -> int:
-        """:meth:`_split`'s loop when whole container lines go into LineBatch columns; returns the
-        offset after the last line.
-
-        The common line (``<time> <stream> F {"timestamp":"...SS.fffZ",...}``, its second seen
-        before) is taken inline; other whole lines through :meth:`_batch_line`, the rest as events.
-        ``valid``: every line is ASCII (so valid UTF-8).
-        """
+    def _other_line(self, raw: bytes, off: int, out: list[Item]) -> None:
+        """A line the columns did not take: an event of its own (or a piece of one)."""
         max_line = self.cfg.max_line_bytes
-        add_piece, add_offset = self._pieces.append, self._offsets.append
-        add_time, add_stream = self._times.append, self._stream_col.append
-        secs_of, names, scale, head = _SECS, _STREAM_NAMES, _FRACTION_SCALE, _TS_FIRST_BYTES
-        partials = self._partials  # changed in place only
-        if self._discarding and lines:
-            self._discarding = False  # the rest of an overlong line whose head was emitted
-            pos += len(lines[0]) + 1
-            lines = lines[1:]
-        for raw in lines:
-            off = pos
-            n = len(raw)
-            pos += n + 1
-            if n <= max_line and not partials:
-                parts = raw.split(b" ", 3)
-                if len(parts) == 4 and parts[2] == b"F":
-                    ts, msg = parts[0], parts[3]
-                    # Inline: time field first, as "YYYY-MM-DDTHH:MM:SS.f...Z" (1-9 digits), like
-                    # parse_rfc3339_ns's own fast path, from a cache of whole seconds in bytes.
-                    if valid and msg[:_TS_FIRST_LEN] == head and len(ts) >= 20 and ts[4] == 45 \
-                            and ts[10] in (84, 116) and msg[-1:] != b"\r" \
-                            and (len(msg) <= _DEEP_BYTES or msg.count(b"{") + msg.count(b"[") <= _DEEP_BRACKETS):
-                        end = msg.find(b'"', _TS_FIRST_LEN)
-                        if 34 < end < 45 and msg[end - 1] == 90 and msg[33] == 46:  # "Z", "."
-                            secs = secs_of.get(msg[14:33], _UNSEEN)
-                            if secs is _UNSEEN:
-                                secs = _whole_seconds_ns(msg[14:33])
-                            frac = msg[34 : end - 1]
-                            if secs is not None and frac.isdigit():
-                                rts = secs + int(frac) * scale[len(frac)]
-                                if rts:
-                                    add_piece(msg)
-                                    add_offset(off)
-                                    add_time(rts)
-                                    add_stream(names.get(parts[1]) or parts[1].decode() or None)
-                                    continue
-                    if self._batch_line(parts, off, valid):
-                        continue
-                if self._cri_full_line(raw, off, out):
-                    continue
-            truncated = n > max_line
-            self._line(raw[:max_line] if truncated else raw, off, truncated, out)
-        return pos
-
-    def _batch_line(self, parts: list[bytes], off: int, valid: bool) -> bool:
-        """A whole CRI line (split in ``parts``) whose event needs nothing of its own: into the
-        read's LineBatch if it is valid UTF-8."""
-        ts, msg = parts[0], parts[3]
-        if len(ts) < 20 or ts[4] != 45 or ts[10] not in (84, 116) or msg.endswith(b"\r"):  # '-', 'T', 't'
-            return False
-        if len(msg) > _DEEP_BYTES and msg.count(b"{") + msg.count(b"[") > _DEEP_BRACKETS:
-            return False
-        if not valid:
-            try:
-                for part in parts:
-                    part.decode("utf-8")
-            except UnicodeDecodeError:
-                return False
-        rts: int | None = None
-        if msg.startswith(_TS_FIRST_BYTES):
-            end = msg.find(b'"', _TS_FIRST_LEN)
-            rts = parse_rfc3339_ns(msg[_TS_FIRST_LEN:end].decode()) if end > 0 else None
-        if rts is None:
-            record = record_from_payload(msg.decode())
-            if len(record) > 1 or "message" not in record:
-                rts = record_time_ns(record)
-            if rts is None:
-                rts = parse_rfc3339_ns(ts.decode())
-        if not rts:
-            rts = time.time_ns()
-        elif not (type(rts) is int and INT64_MIN <= rts <= INT64_MAX):
-            return False  # the per-line path repairs and flags it
-        self._pieces.append(msg)
-        self._offsets.append(off)
-        self._times.append(rts)
-        stream = parts[1]
-        self._stream_col.append(_STREAM_NAMES.get(stream) or stream.decode() or None)
-        return True
-
-    def _close_lines(self, out: list[Item]) -> None:
-        """Hand on the lines gathered so far as one LineBatch (before any event that follows them)."""
-        if self._offsets:
-            # Copied, then emptied in place: _split_batched holds these very lists.
-            self._pieces.append(b"")
-            out.append(LineBatch(self._meta_base, self._uid, b"\n".join(self._pieces), self._offsets.copy(),
-                                 self._times.copy(), self._stream_col.copy()))
-            for column in (self._pieces, self._offsets, self._times, self._stream_col):
-                column.clear()
+        if len(raw) <= max_line and not self._partials and self._cri_full_line(raw, off, out):
+            return
+        truncated = len(raw) > max_line
+        self._line(raw[:max_line] if truncated else raw, off, truncated, out)
 
     def _cri_full_line(self, raw: bytes, off: int, out: list[Item]) -> bool:
         """The common case, inline: a whole (``F``) valid UTF-8 CRI line. False: take the general path."""
@@ -421,8 +311,8 @@ class Tailer:
             record = None  # a record given is dropped too: batched events stay small (and cheap to collect)
         if rts is None and ts is not None:
             rts = parse_rfc3339_ns(ts)
-        if self._offsets:
-            self._close_lines(out)
+        if self._columns:
+            self._columns.close(self._meta_base, self._uid, out)
         meta = {**self._meta_base, "offset": off, "id": f"{self._uid}:{off}"}
         if stream:
             meta["stream"] = stream

@@ -1,0 +1,147 @@
+"""The columns of a file read: whole container lines gathered into a :class:`~shipper.lines.LineBatch`.
+
+A CRI line that is whole (``F``), valid UTF-8, not over ``max_line_bytes``, and whose event needs
+nothing of its own (its time fits int64 nanoseconds, its record cannot nest too deep) is taken
+here; its time is the record's own (``timestamp``/``@timestamp``/``time``/``ts``) or the kubelet's,
+exactly as the per-line path reads it. Every other line is the tailer's, as an event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sized
+from typing import Any
+
+from shipper.event import INT64_MAX, INT64_MIN
+from shipper.lines import Item, LineBatch
+from shipper.sources.records import parse_rfc3339_ns, record_from_payload, record_time_ns
+
+_TS_FIRST = b'{"timestamp":"'
+_TS_FIRST_LEN = len(_TS_FIRST)
+_TS_FIRST_BYTES = _TS_FIRST
+_STREAM_NAMES = {b"stdout": "stdout", b"stderr": "stderr"}
+# A payload this long with this many brackets may nest too deep: its event is checked on its own.
+_DEEP_BYTES, _DEEP_BRACKETS = 400, 200
+_FRACTION_SCALE = [10 ** (9 - n) for n in range(10)]
+_SECS: dict[bytes, int | None] = {}  # b"YYYY-MM-DDTHH:MM:SS" -> its epoch ns (None: not a time, or out of range)
+_MAX_SECS = 16384
+_UNSEEN: Any = object()
+
+
+def _whole_seconds_ns(prefix: bytes) -> int | None:
+    """Epoch nanoseconds of a ``YYYY-MM-DDTHH:MM:SS`` (UTC) prefix, cached; None if it is not one
+    or a time in that second would not fit int64 nanoseconds."""
+    if len(_SECS) >= _MAX_SECS:
+        _SECS.clear()
+    ns: int | None = None
+    if prefix.isascii():
+        ns = parse_rfc3339_ns(prefix.decode() + "Z")
+        if ns is not None and not (ns >= INT64_MIN and ns + 999_999_999 <= INT64_MAX):
+            ns = None
+    _SECS[prefix] = ns
+    return ns
+
+
+
+class LineColumns:
+    """The lines of the current read that go out as one LineBatch."""
+
+    def __init__(self) -> None:
+        self._pieces: list[bytes] = []
+        self._offsets: list[int] = []
+        self._times: list[int] = []
+        self._streams: list[str | None] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._offsets)
+
+    def split(self, lines: list[bytes], pos: int, valid: bool, max_line: int, partials: Sized,
+              other: Callable[[bytes, int], None]) -> int:
+        """Take the lines of a read (the first at file offset ``pos``) into the columns, handing
+        each line they cannot hold to ``other(line, offset)`` in turn; returns the offset after the
+        last line.
+
+        The common line (``<time> <stream> F {"timestamp":"...SS.fffZ",...}``, its second seen
+        before) is taken inline; other whole lines through :meth:`take`. ``valid``: every line is
+        ASCII (so valid UTF-8). While ``partials`` (the tailer's partial lines, changed in place)
+        is not empty, every line goes to ``other``.
+        """
+        add_piece, add_offset = self._pieces.append, self._offsets.append
+        add_time, add_stream = self._times.append, self._streams.append
+        secs_of, names, scale, head = _SECS, _STREAM_NAMES, _FRACTION_SCALE, _TS_FIRST_BYTES
+        for raw in lines:
+            off = pos
+            n = len(raw)
+            pos += n + 1
+            if n <= max_line and not partials:
+                parts = raw.split(b" ", 3)
+                if len(parts) == 4 and parts[2] == b"F":
+                    ts, msg = parts[0], parts[3]
+                    # Inline: time field first, as "YYYY-MM-DDTHH:MM:SS.f...Z" (1-9 digits), like
+                    # parse_rfc3339_ns's own fast path, from a cache of whole seconds in bytes.
+                    if valid and msg[:_TS_FIRST_LEN] == head and len(ts) >= 20 and ts[4] == 45 \
+                            and ts[10] in (84, 116) and msg[-1:] != b"\r" \
+                            and (len(msg) <= _DEEP_BYTES or msg.count(b"{") + msg.count(b"[") <= _DEEP_BRACKETS):
+                        end = msg.find(b'"', _TS_FIRST_LEN)
+                        if 34 < end < 45 and msg[end - 1] == 90 and msg[33] == 46:  # "Z", "."
+                            secs = secs_of.get(msg[14:33], _UNSEEN)
+                            if secs is _UNSEEN:
+                                secs = _whole_seconds_ns(msg[14:33])
+                            frac = msg[34 : end - 1]
+                            if secs is not None and frac.isdigit():
+                                rts = secs + int(frac) * scale[len(frac)]
+                                if rts:
+                                    add_piece(msg)
+                                    add_offset(off)
+                                    add_time(rts)
+                                    add_stream(names.get(parts[1]) or parts[1].decode() or None)
+                                    continue
+                    if self.take(parts, off, valid):
+                        continue
+            other(raw, off)
+        return pos
+
+    def take(self, parts: list[bytes], off: int, valid: bool) -> bool:
+        """A whole CRI line (split in ``parts``) whose event needs nothing of its own: into the
+        read's LineBatch if it is valid UTF-8."""
+        ts, msg = parts[0], parts[3]
+        if len(ts) < 20 or ts[4] != 45 or ts[10] not in (84, 116) or msg.endswith(b"\r"):  # '-', 'T', 't'
+            return False
+        if len(msg) > _DEEP_BYTES and msg.count(b"{") + msg.count(b"[") > _DEEP_BRACKETS:
+            return False
+        if not valid:
+            try:
+                for part in parts:
+                    part.decode("utf-8")
+            except UnicodeDecodeError:
+                return False
+        rts: int | None = None
+        if msg.startswith(_TS_FIRST_BYTES):
+            end = msg.find(b'"', _TS_FIRST_LEN)
+            rts = parse_rfc3339_ns(msg[_TS_FIRST_LEN:end].decode()) if end > 0 else None
+        if rts is None:
+            record = record_from_payload(msg.decode())
+            if len(record) > 1 or "message" not in record:
+                rts = record_time_ns(record)
+            if rts is None:
+                rts = parse_rfc3339_ns(ts.decode())
+        if not rts:
+            rts = time.time_ns()
+        elif not (type(rts) is int and INT64_MIN <= rts <= INT64_MAX):
+            return False  # the per-line path repairs and flags it
+        self._pieces.append(msg)
+        self._offsets.append(off)
+        self._times.append(rts)
+        stream = parts[1]
+        self._streams.append(_STREAM_NAMES.get(stream) or stream.decode() or None)
+        return True
+
+    def close(self, base: dict[str, Any], uid: str, out: list[Item]) -> None:
+        """Hand on the lines gathered so far as one LineBatch (before any event that follows them)."""
+        if self._offsets:
+            # Copied, then emptied in place: split() holds these very lists.
+            self._pieces.append(b"")
+            out.append(LineBatch(base, uid, b"\n".join(self._pieces), self._offsets.copy(),
+                                 self._times.copy(), self._streams.copy()))
+            for column in (self._pieces, self._offsets, self._times, self._streams):
+                column.clear()
