@@ -238,11 +238,16 @@ def pack_events(events: list[Event]) -> bytes:
     A value msgpack cannot hold costs only its own event, which is stored in a JSON-safe form.
     """
     try:
-        return _packb([(None if e.derived else e._record, e.raw, e.ts_ns, e.meta) for e in events])
+        return _packb(list(map(buffer_entry, events)))
     except (TypeError, ValueError, OverflowError):
         pass
     packer = msgpack.Packer(use_bin_type=True)
     return packer.pack_array_header(len(events)) + b"".join(pack_one(e) for e in events)
+
+
+def buffer_entry(e: Event) -> tuple[Any, ...]:
+    """What the buffer stores of an event (a derived record is not stored: it is parsed again from ``raw``)."""
+    return (None if e.derived else e._record, e.raw, e.ts_ns, e.meta)
 
 
 def _packb(obj: Any) -> bytes:

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgpack
 
-from shipper.event import Event, pack_events, pack_one, unpack_events
+from shipper.event import Event, buffer_entry, pack_events, pack_one, unpack_events
 
 
 class LineBatch:
@@ -168,7 +168,7 @@ def pack_items(items: Sequence[Item]) -> bytes:
     if all(type(it) is Event for it in items):
         return pack_events(items)  # type: ignore[arg-type]
     try:
-        return msgpack.packb([it.fields() if type(it) is LineBatch else _entry(it) for it in items],  # type: ignore[arg-type]
+        return msgpack.packb([it.fields() if type(it) is LineBatch else buffer_entry(it) for it in items],  # type: ignore[arg-type]
                              use_bin_type=True)
     except (TypeError, ValueError, OverflowError):
         pass
@@ -184,10 +184,6 @@ def pack_items(items: Sequence[Item]) -> bytes:
             evs = [it]  # type: ignore[list-item]
         entries.extend(pack_one(e) for e in evs)
     return msgpack.Packer(use_bin_type=True).pack_array_header(len(entries)) + b"".join(entries)
-
-
-def _entry(e: Event) -> tuple[Any, ...]:
-    return (None if e.derived else e._record, e.raw, e.ts_ns, e.meta)
 
 
 def unpack_items(data: bytes) -> list[Item]:

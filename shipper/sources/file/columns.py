@@ -12,16 +12,15 @@ import time
 from collections.abc import Callable, Sized
 from typing import Any
 
-from shipper.event import INT64_MAX, INT64_MIN
+from shipper.event import INT64_MAX, INT64_MIN, MAX_RECORD_DEPTH
 from shipper.lines import Item, LineBatch
 from shipper.sources.records import parse_rfc3339_ns, record_from_payload, record_time_ns
 
 _TS_FIRST = b'{"timestamp":"'
 _TS_FIRST_LEN = len(_TS_FIRST)
-_TS_FIRST_BYTES = _TS_FIRST
 _STREAM_NAMES = {b"stdout": "stdout", b"stderr": "stderr"}
 # A payload this long with this many brackets may nest too deep: its event is checked on its own.
-_DEEP_BYTES, _DEEP_BRACKETS = 400, 200
+_DEEP_BYTES, _DEEP_BRACKETS = 2 * MAX_RECORD_DEPTH, MAX_RECORD_DEPTH  # as Event checks its record
 _FRACTION_SCALE = [10 ** (9 - n) for n in range(10)]
 _SECS: dict[bytes, int | None] = {}  # b"YYYY-MM-DDTHH:MM:SS" -> its epoch ns (None: not a time, or out of range)
 _MAX_SECS = 16384
@@ -68,7 +67,7 @@ class LineColumns:
         """
         add_piece, add_offset = self._pieces.append, self._offsets.append
         add_time, add_stream = self._times.append, self._streams.append
-        secs_of, names, scale, head = _SECS, _STREAM_NAMES, _FRACTION_SCALE, _TS_FIRST_BYTES
+        secs_of, names, scale, head = _SECS, _STREAM_NAMES, _FRACTION_SCALE, _TS_FIRST
         for raw in lines:
             off = pos
             n = len(raw)
@@ -116,7 +115,7 @@ class LineColumns:
             except UnicodeDecodeError:
                 return False
         rts: int | None = None
-        if msg.startswith(_TS_FIRST_BYTES):
+        if msg.startswith(_TS_FIRST):
             end = msg.find(b'"', _TS_FIRST_LEN)
             rts = parse_rfc3339_ns(msg[_TS_FIRST_LEN:end].decode()) if end > 0 else None
         if rts is None:
