@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -33,7 +34,23 @@ def _fail(message: str) -> NoReturn:
 _MAX_PROBLEM_LINES = 20
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The top-level commands; the job and render groups are imported only when named, so that
+    ``ship`` starts without loading them."""
+
+    lazy = {"archive": "shipper.jobs.cli", "retention": "shipper.jobs.cli", "render": "pipelines.cli"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = self.lazy.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            self.add_command(getattr(importlib.import_module(module), cmd_name))
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ecvi-logs")
 def main() -> None:
     """ecvi-logs: structured logs for the ECVI backend, shipped at least once.
@@ -200,16 +217,6 @@ def demo(workdir: str, api_address: str) -> None:
 
     run_demo(Path(workdir), api_address)
 
-
-def _attach_groups() -> None:
-    from pipelines.cli import render
-    from shipper.jobs.cli import archive, retention
-
-    for group in (retention, archive, render):
-        main.add_command(group)
-
-
-_attach_groups()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

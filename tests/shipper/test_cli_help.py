@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import click
@@ -13,10 +15,16 @@ from click.testing import CliRunner
 from shipper.cli import main
 
 
+def _children(group: click.Group) -> dict[str, click.Command]:
+    """A group's commands by name, as the command line finds them (imported on demand)."""
+    ctx = click.Context(group)
+    return {name: cmd for name in group.list_commands(ctx) if (cmd := group.get_command(ctx, name)) is not None}
+
+
 def _commands(group: click.Group = main, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
     """Every command of the tree, groups included, with its path below ``ecvi-logs``."""
     yield path, group
-    for name, cmd in group.commands.items():
+    for name, cmd in _children(group).items():
         if isinstance(cmd, click.Group):
             yield from _commands(cmd, (*path, name))
         else:
@@ -34,8 +42,8 @@ def _resolve(words: list[str]) -> tuple[click.Command, list[str]]:
     """The command an ``ecvi-logs …`` invocation names, and the words after its name."""
     cmd: click.Command = main
     i = 0
-    while isinstance(cmd, click.Group) and i < len(words) and words[i] in cmd.commands:
-        cmd = cmd.commands[words[i]]
+    while isinstance(cmd, click.Group) and i < len(words) and words[i] in _children(cmd):
+        cmd = _children(cmd)[words[i]]
         i += 1
     return cmd, words[i:]
 
@@ -79,7 +87,7 @@ def test_archive_help_restore_example_names_the_endpoint_flag() -> None:
 
 
 def test_archive_to_means_an_archive_location_in_every_subcommand() -> None:
-    archive = main.commands["archive"]
+    archive = _children(main)["archive"]
     assert isinstance(archive, click.Group)
     for name, cmd in archive.commands.items():
         for p in cmd.params:
@@ -105,7 +113,7 @@ def test_restore_needs_a_target() -> None:
 
 
 def test_render_help_suggests_a_vector_command_that_loads_the_rendered_file() -> None:
-    render = main.commands["render"]
+    render = _children(main)["render"]
     lines = _examples(render)
     written = next(shlex.split(line) for line in lines if line.startswith("ecvi-logs render vector"))
     output = written[written.index("-o") + 1]
@@ -134,3 +142,13 @@ def test_every_option_has_help(where: str, option: str) -> None:
     assert isinstance(param, click.Option)
     text = param.help or ""
     assert len(re.sub(r"\s+", " ", text).strip()) >= 10, f"{where} {'/'.join(param.opts)} has no help text"
+
+
+def test_ship_starts_without_loading_the_job_and_render_commands() -> None:
+    """``ecvi-logs ship`` pays for its own imports only; the job commands still answer by name."""
+    code = ("import sys, shipper.cli; "
+            "print(sorted(m for m in ('shipper.jobs.cli', 'pipelines.cli') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    assert CliRunner().invoke(main, ["archive", "--help"]).exit_code == 0
+    assert {"archive", "retention", "render", "ship"} <= set(_children(main))
