@@ -23,7 +23,7 @@ from shipper.event import INT64_MAX, INT64_MIN, Event
 from shipper.lines import LineBatch
 from shipper.templates import choices, compile_template
 
-_Scalar = str | Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)] | float | bool | None | msgspec.UnsetType
+Scalar = str | Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)] | float | bool | None | msgspec.UnsetType
 _UNSET = msgspec.UNSET
 _PER_LINE_META = frozenset({"offset", "id"})  # the only metadata keys that differ between a batch's lines
 
@@ -53,7 +53,7 @@ class LineViews:
         roots = {c.path[0] for f in fields for c in choices(f) if c.path}
         self.per_line_meta = bool(roots & _PER_LINE_META)
         struct = msgspec.defstruct("LineFields", [
-            (f"f{i}", _Scalar, msgspec.field(default=_UNSET, name=k)) for i, k in enumerate(self.keys)
+            (f"f{i}", Scalar, msgspec.field(default=_UNSET, name=k)) for i, k in enumerate(self.keys)
         ])
         self._decode = msgspec.json.Decoder(struct).decode
         self._astuple = msgspec.structs.astuple

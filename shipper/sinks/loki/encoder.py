@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from operator import add
 from types import NoneType
 from typing import Any
 
@@ -95,7 +96,7 @@ class StructuredMetadata:
     def __init__(self, paths: list[str]) -> None:
         self.names = [metadata_name(p) for p in paths]
         self._getters = [field_getter(p) for p in paths]
-        self._fields = [_MetadataField(p, name) for p, name in zip(paths, self.names, strict=True)]
+        self.fields = [MetadataField(p, name) for p, name in zip(paths, self.names, strict=True)]
 
     def pairs(self, event: Event) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -114,13 +115,13 @@ class StructuredMetadata:
         per value than a loop over fields per event)."""
         records = [e.record for e in events]
         metas = [e.meta for e in events]
-        columns = [f.column(records, metas) for f in self._fields]
+        columns = [f.column(records, metas) for f in self.fields]
         if len(columns) == 1:
             return columns[0]
         return [b"".join(pairs) for pairs in zip(*columns, strict=True)]
 
 
-class _MetadataField:
+class MetadataField:
     """One structured-metadata field: where to read it (as :func:`lookup_path` does) and its wire
     bytes per value.
 
@@ -164,17 +165,40 @@ class _MetadataField:
         else:
             get = self.get
             values = [get(r, m) for r, m in zip(records, metas, strict=True)]
+        return self.encode(values)
+
+    def encode(self, values: list[Any]) -> list[bytes]:
+        """The wire bytes of each value (b"" for a missing or empty one)."""
         heads = self.heads
         types = set(map(type, values))
         if types == {NoneType}:
             return [b""] * len(values)
         if types == {str}:
             try:
-                encoded = [v.encode() for v in values]
+                encoded = list(map(str.encode, values))
             except UnicodeEncodeError:
                 return [self.pair(v) for v in values]
+            sizes = list(map(len, encoded))
+            if min(sizes) > 0 and max(sizes) < 128:  # the common case, a C loop per value
+                return list(map(add, map(heads.__getitem__, sizes), encoded))
             return [heads[n] + b if 0 < (n := len(b)) < 128 else self.pair(b.decode()) for b in encoded]
         return [self.pair(v) for v in values]
+
+    def meta_pair(self, meta: dict[str, Any]) -> bytes | None:
+        """The wire bytes of this field for every event with metadata ``meta`` whatever its record
+        holds (a field under a derived root that ``meta`` has), else None."""
+        root = self.root
+        if root is not None and root in meta:
+            d = meta[root]
+            if isinstance(d, dict) and self.sub in d:
+                v = d[self.sub]
+                if type(v) is not str:
+                    return self.pair(v)
+                cache = self.cache
+                if len(cache) > _PAIR_CACHE:
+                    cache.clear()
+                return cache.get(v) or self.pair(v, cache)
+        return None
 
     def pair(self, v: Any, cache: dict[str, bytes] | None = None) -> bytes:
         """The wire bytes of the pair with value ``v`` (b"" for a missing or empty one)."""
@@ -208,39 +232,43 @@ class ProtobufEncoder:
 
     def serialize(self, streams: list[Stream]) -> bytes:
         """The uncompressed ``PushRequest`` bytes."""
-        out: list[bytes] = []
-        secs_of, nanos_of = self._secs, self._nanos
-        if len(secs_of) > _TIME_CACHE or len(nanos_of) > _TIME_CACHE:
-            secs_of.clear()
-            nanos_of.clear()
-        v = _VARINTS
         sm_all = self.metadata.encode_all if self.metadata.names else None
+        out: list[bytes] = []
         for s in streams:
             events = s.events
             try:
                 lines = [e.raw.encode() for e in events]
             except UnicodeEncodeError:  # lone surrogates: protobuf strings must be valid UTF-8
                 lines = [_utf8(e.raw) for e in events]
-            times = [divmod(e.ts_ns, 1_000_000_000) for e in events]
             sms = sm_all(events) if sm_all else [b""] * len(events)
-            entries = [self._stream_head(s.labels)]
-            for line, (secs, nanos), sm in zip(lines, times, sms, strict=True):
-                ts = secs_of.get(secs)
-                if ts is None:
-                    ts = secs_of[secs] = b"\x08" + varint(secs) if secs else b""
-                tn = nanos_of.get(nanos)
-                if tn is None:
-                    tn = nanos_of[nanos] = b"\x10" + varint(nanos) if nanos else b""
-                ln = len(line)
-                lv = v[ln] if ln < 16384 else varint(ln)
-                lt = len(ts) + len(tn)
-                n = lt + 3 + len(lv) + ln + len(sm)
-                entries.append(b"\x12%b\x0a%b%b%b\x12%b%b%b" % (
-                    v[n] if n < 16384 else varint(n), v[lt], ts, tn, lv, line, sm))
-            body = b"".join(entries)
-            out.append(b"\x0a" + varint(len(body)))
-            out.append(body)
+            out.append(self.stream_bytes(s.labels, lines, [e.ts_ns for e in events], sms))
         return b"".join(out)
+
+    def stream_bytes(self, labels: str, lines: list[bytes], times: list[int], sms: list[bytes]) -> bytes:
+        """One ``StreamAdapter`` (field 1 of the request, tag and length included): its labels and
+        an entry per line, with its time in nanoseconds and its structured-metadata wire bytes."""
+        secs_of, nanos_of = self._secs, self._nanos
+        if len(secs_of) > _TIME_CACHE or len(nanos_of) > _TIME_CACHE:
+            secs_of.clear()
+            nanos_of.clear()
+        v = _VARINTS
+        entries = [self._stream_head(labels)]
+        for line, ts_ns, sm in zip(lines, times, sms, strict=True):
+            secs, nanos = divmod(ts_ns, 1_000_000_000)
+            ts = secs_of.get(secs)
+            if ts is None:
+                ts = secs_of[secs] = b"\x08" + varint(secs) if secs else b""
+            tn = nanos_of.get(nanos)
+            if tn is None:
+                tn = nanos_of[nanos] = b"\x10" + varint(nanos) if nanos else b""
+            ln = len(line)
+            lv = v[ln] if ln < 16384 else varint(ln)
+            lt = len(ts) + len(tn)
+            n = lt + 3 + len(lv) + ln + len(sm)
+            entries.append(b"\x12%b\x0a%b%b%b\x12%b%b%b" % (
+                v[n] if n < 16384 else varint(n), v[lt], ts, tn, lv, line, sm))
+        body = b"".join(entries)
+        return b"\x0a" + varint(len(body)) + body
 
     def _stream_head(self, labels: str) -> bytes:
         """A stream's ``labels`` field, encoded once per label set."""
@@ -253,8 +281,11 @@ class ProtobufEncoder:
         return head
 
     def encode(self, streams: list[Stream]) -> PushRequest:
-        body = bytes(cramjam.snappy.compress_raw(self.serialize(streams)))
-        return PushRequest(body, self.content_type, self.content_encoding, streams)
+        return self.request(self.serialize(streams), streams)
+
+    def request(self, raw: bytes, streams: list[Stream]) -> PushRequest:
+        """The push request of serialized ``PushRequest`` bytes (snappy block compressed)."""
+        return PushRequest(bytes(cramjam.snappy.compress_raw(raw)), self.content_type, self.content_encoding, streams)
 
 
 class JsonEncoder:

@@ -208,8 +208,29 @@ class LabelRenderer:
     def group(self, events: Iterable[Event]) -> list[Stream]:
         """One :class:`Stream` per distinct label set, entries sorted by time (stable for ties)."""
         self.refresh()
+        events = list(events)
         by_labels: dict[str, Stream] = {}
+        for e, (labels, pairs) in zip(events, self.streams_of(events), strict=True):
+            s = by_labels.get(labels)
+            if s is None:
+                s = by_labels[labels] = Stream(labels, pairs)
+            s.events.append(e)
+        overflowed = by_labels.get(self.overflow_labels)
+        if overflowed is not None:
+            self.guard.count_stream_overflow(len(overflowed.events))
+        for s in by_labels.values():
+            s.events.sort(key=_TS)
+        return list(by_labels.values())
+
+    @property
+    def overflow_labels(self) -> str:
+        """The label string of the stream that takes what the cardinality guard turns away."""
+        return self._overflow[0]
+
+    def streams_of(self, events: list[Event]) -> list[tuple[str, Pairs]]:
+        """``(label string, sorted label pairs)`` of each event (as :meth:`stream_for`)."""
         fast, names = self._fast, self._names
+        out: list[tuple[str, Pairs]] = []
         for e in events:
             tenant = tenant_of(e.meta)
             if names is None:
@@ -219,17 +240,8 @@ class LabelRenderer:
                     hit = fast.get((tenant, *map(e.record.get, names)))
                 except TypeError:  # an unhashable value (a dict): the slow path copes
                     hit = None
-            labels, pairs = hit or self._stream_for(e, tenant)
-            s = by_labels.get(labels)
-            if s is None:
-                s = by_labels[labels] = Stream(labels, pairs)
-            s.events.append(e)
-        overflowed = by_labels.get(self._overflow[0])
-        if overflowed is not None:
-            self.guard.count_stream_overflow(len(overflowed.events))
-        for s in by_labels.values():
-            s.events.sort(key=_TS)
-        return list(by_labels.values())
+            out.append(hit or self._stream_for(e, tenant))
+        return out
 
     def stream_for(self, event: Event) -> tuple[str, Pairs]:
         """``(label string, sorted label pairs)`` for ``event``."""

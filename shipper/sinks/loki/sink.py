@@ -12,8 +12,9 @@ from shipper.sinks._common.http import build_client
 from shipper.sinks._common.outcome import SendOutcome
 from shipper.sinks.loki.columns import LineViews, template_fields
 from shipper.sinks.loki.config import LokiSinkConfig
-from shipper.sinks.loki.encoder import PushRequest, build_encoder
-from shipper.sinks.loki.labels import CardinalityGuard, LabelRenderer
+from shipper.sinks.loki.direct import LinePush
+from shipper.sinks.loki.encoder import ProtobufEncoder, PushRequest, build_encoder
+from shipper.sinks.loki.labels import CardinalityGuard, LabelRenderer, Stream
 from shipper.sinks.loki.service import check_ready, classify_push_response
 
 # Framing and timestamp of one entry, and a typical structured metadata pair, in bytes.
@@ -39,7 +40,11 @@ class LokiSink(Sink[LokiSinkConfig]):
         self.labels = LabelRenderer(config.labels, self.guard)
         self.encoder = build_encoder(config.encoding, config.structured_metadata)
         self._overhead = _ENTRY_OVERHEAD + _METADATA_PAIR * len(config.structured_metadata)
-        self._views = LineViews(template_fields(config.labels.values()) + list(config.structured_metadata))
+        label_fields = template_fields(config.labels.values())
+        self._views = LineViews(label_fields + list(config.structured_metadata))
+        # Protobuf requests are written from the batches' columns; JSON ones from light events.
+        self._line_push = (LinePush(label_fields, self._views, self.labels, self.encoder)
+                           if isinstance(self.encoder, ProtobufEncoder) and not self._views.per_line_meta else None)
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -79,15 +84,23 @@ class LokiSink(Sink[LokiSinkConfig]):
         lines' full events, and a request too large is sent again as events, in halves."""
         await self.start()
         assert self._client is not None
-        views = [v for b in batches for v in self._views.views(b)]
-        request = self.encoder.encode(self.labels.group(views))
-        response = await self._post(request)
-        if response.is_success:
-            return SendOutcome.ok(len(request.body))
-        events = flatten(batches)
-        index = {id(v): i for i, v in enumerate(views)}
-        for s in request.streams:
-            s.events = [events[index[id(v)]] for v in s.events]
+        if self._line_push is not None:
+            request, columns = self._line_push.request(batches)
+            response = await self._post(request)
+            if response.is_success:
+                return SendOutcome.ok(len(request.body))
+            events = flatten(batches)
+            request.streams = [Stream(c.labels, c.pairs, [events[p] for p in c.positions]) for c in columns]
+        else:
+            views = [v for b in batches for v in self._views.views(b)]
+            request = self.encoder.encode(self.labels.group(views))
+            response = await self._post(request)
+            if response.is_success:
+                return SendOutcome.ok(len(request.body))
+            events = flatten(batches)
+            index = {id(v): i for i, v in enumerate(views)}
+            for s in request.streams:
+                s.events = [events[index[id(v)]] for v in s.events]
         try:
             return classify_push_response(self.name, self.config.push_url, response, request,
                                           self.encoder.metadata.pairs)

@@ -35,6 +35,8 @@ def _good(n: int, ts_ns: int) -> dict[str, Any]:
                            "logger": "app.orders", "message": f"line {n}", "request_id": f"{n:032x}",
                            "user_id": f"user-{n % 5}", "company_id": f"c-{n}", "service": f"svc{n % 3}",
                            "duration_ms": n * 1.5}
+    if n % 11 == 5:
+        rec["kubernetes.pod_name"] = f"dotted-{n}"  # a key holding dots, read where no pod metadata is
     if n % 4 == 0:
         rec["exception"] = {"type": "Boom", "message": "x", "stacktrace": "Traceback\n  line 1"}
     return rec
@@ -43,7 +45,9 @@ def _good(n: int, ts_ns: int) -> dict[str, Any]:
 def corpus(now_ns: int) -> list[bytes]:
     """CRI lines (each ending in a newline) of every kind the differential test covers."""
     ts = cri_time(now_ns)
-    out = [ts.encode() + b" stdout F " + _json(_good(n, now_ns + n * 1_000_000)) + b"\n" for n in range(300)]
+    # Every ninth good line on stderr: one read holds both streams of the container.
+    out = [ts.encode() + (b" stderr F " if n % 9 == 4 else b" stdout F ") + _json(_good(n, now_ns + n * 1_000_000))
+           + b"\n" for n in range(300)]
     out += [ts.encode() + b" stdout F " + _json(_good(n, now_ns)) + b"\n" for n in range(300, 320)]  # one ms
     # A record split by the runtime into partials, text partials, and a partial cut at a UTF-8 sequence.
     rec = _json(_good(900, now_ns))

@@ -19,6 +19,7 @@ from shipper.event import Event
 from shipper.lines import Item, LineBatch, flatten, pack_items, unpack_items
 from shipper.sinks._common.outcome import TransientSinkError
 from shipper.sinks.loki.config import LokiSinkConfig
+from shipper.sinks.loki.direct import LinePush
 from shipper.sinks.loki.sink import LokiSink
 from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.file.source import FileSource
@@ -48,12 +49,12 @@ async def _read_items(root: Path) -> list[Item]:
     return got
 
 
-@pytest.fixture(scope="module")
-def items(tmp_path_factory: pytest.TempPathFactory) -> list[Item]:
+@pytest.fixture(scope="module", params=[POD_FILE, "plain.log"], ids=["pod", "no-pod-metadata"])
+def items(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> list[Item]:
     root = tmp_path_factory.mktemp("line-batches")
     (root / "containers").mkdir()
     lines = [line for line in corpus(time.time_ns() - 60 * 10**9) if not _overflows(line.split(b" ", 3)[3])]
-    (root / "containers" / POD_FILE).write_bytes(b"".join(lines))
+    (root / "containers" / request.param).write_bytes(b"".join(lines))
     got = asyncio.run(_read_items(root))
     assert sum(len(it) if isinstance(it, LineBatch) else 1 for it in got) == len(lines) - 4
     return got
@@ -166,3 +167,31 @@ async def test_a_request_too_large_is_sent_again_as_events_in_halves(items: list
     assert outcome is not None and not outcome.rejected and not outcome.retry
     # From the columns, then as events: the whole, refused again, then its two halves.
     assert len(calls) == 4 and n > 1 and calls[0] == calls[1] > max(calls[2:])
+
+
+@pytest.mark.parametrize("metadata", METADATA_SETS, ids=["default", "mixed", "message", "none"])
+async def test_batches_go_from_their_columns_unless_a_line_needs_its_event(
+        items: list[Item], tmp_path: Path, metadata: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Which batches the request writes from columns: those of plain JSON lines (both streams of a
+    container in one batch included), when no metadata field needs the record beyond its top level."""
+    taken: list[tuple[LineBatch, bool]] = []
+    columns = LinePush._columns
+
+    def spy(self: LinePush, b: LineBatch, first: int, streams: dict[str, object]) -> bool:
+        ok = columns(self, b, first, streams)  # type: ignore[arg-type]
+        taken.append((b, ok))
+        return ok
+
+    monkeypatch.setattr(LinePush, "_columns", spy)
+    sink = _sink(tmp_path, LABELS, metadata, Recorder())
+    for run in _runs(items):
+        assert await sink.send_lines(run) is not None
+    by_columns = [b for b, ok in taken if ok]
+    by_events = [b for b, ok in taken if not ok]
+    record_beyond_top = any(("." in p and not p.startswith("kubernetes.")) or p == "kubernetes" for p in metadata)
+    if record_beyond_top:
+        assert not by_columns and by_events
+    else:
+        assert by_columns and by_events  # the odd lines of the corpus take the events
+        assert any(len(set(b.streams)) == 2 for b in by_columns)
+        assert all(line.startswith(b"{") for b in by_columns for line in b.lines())

@@ -1,0 +1,202 @@
+"""A protobuf push request straight from line batches: no event per line.
+
+Each line's label and structured-metadata fields are decoded (``msgspec``, every other key
+skipped but validated) into a tuple; the labels of each distinct label tuple are rendered once per
+batch from one light event (as :mod:`~shipper.sinks.loki.columns` makes them), and the entries are
+written from the columns: the line's bytes, its time, its metadata pairs. The request is the one
+the events would have made, byte for byte (``tests/shipper/sinks/loki/test_line_batches.py``).
+
+A batch takes its lines' light events instead (same request, more work) when a line is not a JSON
+object of scalars, a label field holds anything but a string, or a metadata field needs the record
+beyond its top level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from operator import attrgetter, gt
+from typing import Any
+
+import msgspec
+
+from shipper.event import Event
+from shipper.lines import LineBatch
+from shipper.sinks.loki.columns import LineViews, Scalar, record_keys
+from shipper.sinks.loki.encoder import ProtobufEncoder, PushRequest
+from shipper.sinks.loki.labels import LabelRenderer, Pairs
+
+_UNSET = msgspec.UNSET
+_LabelScalar = str | None | msgspec.UnsetType  # one type only: equal tuples render equal labels
+
+
+class _Entries:
+    """The columns of one stream of a request, in the order its lines came."""
+
+    __slots__ = ("labels", "lines", "pairs", "positions", "sms", "times")
+
+    def __init__(self, labels: str, pairs: Pairs) -> None:
+        self.labels, self.pairs = labels, pairs
+        self.lines: list[bytes] = []
+        self.times: list[int] = []
+        self.sms: list[bytes] = []
+        self.positions: list[int] = []  # each line's position among the request's lines
+
+    def add(self, idx: list[int], lines: list[bytes], times: list[int], sms: list[bytes], first: int) -> None:
+        if len(idx) == len(lines):
+            self.lines += lines
+            self.times += times
+            self.sms += sms
+        else:
+            self.lines += [lines[i] for i in idx]
+            self.times += [times[i] for i in idx]
+            self.sms += [sms[i] for i in idx]
+        self.positions += [first + i for i in idx]
+
+    def sort(self) -> None:
+        """Oldest first, lines of equal time in the order they came (as the event path sorts)."""
+        times = self.times
+        if any(map(gt, times, times[1:])):
+            order = sorted(range(len(times)), key=times.__getitem__)
+            self.lines = [self.lines[i] for i in order]
+            self.times = [times[i] for i in order]
+            self.sms = [self.sms[i] for i in order]
+            self.positions = [self.positions[i] for i in order]
+
+
+class LinePush:
+    """Builds push requests from line batches (see the module)."""
+
+    def __init__(self, label_fields: list[str], views: LineViews, labels: LabelRenderer,
+                 encoder: ProtobufEncoder) -> None:
+        self.views, self.labels, self.encoder = views, labels, encoder
+        keys = views.keys
+        label_keys = set(record_keys(label_fields))
+        struct = msgspec.defstruct("PushFields", [
+            (f"f{i}", _LabelScalar if k in label_keys else Scalar, msgspec.field(default=_UNSET, name=k))
+            for i, k in enumerate(keys)
+        ])
+        self._decode = msgspec.json.Decoder(struct).decode
+        attrs = [f"f{keys.index(k)}" for k in keys if k in label_keys]
+        self._label_key: Callable[[Any], Any] = attrgetter(*attrs) if attrs else (lambda _: ())
+        self._metadata: list[tuple[Any, Callable[[Any], Any] | None]] = [
+            (f, attrgetter(f"f{keys.index(f.key)}") if f.key is not None else None)
+            for f in encoder.metadata.fields
+        ]
+        self._roots = {f.name: (attrgetter(f"f{keys.index(f.root)}"), attrgetter(f"f{keys.index(f'{f.root}.{f.sub}')}"))
+                       for f in encoder.metadata.fields if f.root is not None}
+
+    def request(self, batches: list[LineBatch]) -> tuple[PushRequest, list[_Entries]]:
+        """The push request of ``batches`` (its ``streams`` left empty) and its streams' columns;
+        each line's position counts the lines of all batches, in order."""
+        self.labels.refresh()
+        streams: dict[str, _Entries] = {}
+        first = 0
+        for b in batches:
+            if not self._columns(b, first, streams):
+                self._events(b, first, streams)
+            first += len(b)
+        overflowed = streams.get(self.labels.overflow_labels)
+        if overflowed is not None:
+            self.labels.guard.count_stream_overflow(len(overflowed.lines))
+        chunks = []
+        for s in streams.values():
+            s.sort()
+            chunks.append(self.encoder.stream_bytes(s.labels, s.lines, s.times, s.sms))
+        return self.encoder.request(b"".join(chunks), []), list(streams.values())
+
+    def _columns(self, b: LineBatch, first: int, streams: dict[str, _Entries]) -> bool:
+        """Add a batch's lines from their columns; False (nothing added) if it needs its events."""
+        lines = b.lines()
+        try:
+            objs = list(map(self._decode, lines))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return False
+        names = dict.fromkeys(b.streams)
+        metas = {name: b.meta(b.streams.index(name)) for name in names}
+        n = len(lines)
+        if len(names) == 1:
+            (meta,) = metas.values()
+            keys: list[Any] = list(map(self._label_key, objs))
+            sms = self._metadata_column(objs, meta, n)
+            if sms is None:
+                return False
+        else:
+            keys = list(zip(b.streams, map(self._label_key, objs), strict=True))
+            sms = [b""] * n
+            for name, meta in metas.items():
+                idx = [i for i, s in enumerate(b.streams) if s == name]
+                part = self._metadata_column([objs[i] for i in idx], meta, len(idx))
+                if part is None:
+                    return False
+                for i, sm in zip(idx, part, strict=True):
+                    sms[i] = sm
+        distinct = dict.fromkeys(keys)
+        buckets: dict[Any, list[int]] = {}
+        if len(distinct) == 1:
+            buckets[keys[0]] = list(range(n))
+        else:
+            for i, k in enumerate(keys):
+                buckets.setdefault(k, []).append(i)
+        times = b.times
+        for idx in buckets.values():
+            i = idx[0]
+            view = self._view(objs[i], lines[i], times[i], metas[b.streams[i]])
+            labels, pairs = self.labels.stream_for(view)
+            s = streams.get(labels)
+            if s is None:
+                s = streams[labels] = _Entries(labels, pairs)
+            s.add(idx, lines, times, sms, first)
+        return True
+
+    def _metadata_column(self, objs: list[Any], meta: dict[str, Any], n: int) -> list[bytes] | None:
+        """Each line's structured-metadata wire bytes, or None if a field needs the records."""
+        columns: list[list[bytes]] = []
+        for field, get in self._metadata:
+            if get is not None:
+                values = list(map(get, objs))
+                if _UNSET in values:
+                    fallback = meta.get(field.key)
+                    values = [fallback if v is _UNSET else v for v in values]
+                columns.append(field.encode(values))
+            elif (pair := field.meta_pair(meta)) is not None:
+                columns.append([pair] * n)
+            elif field.root is not None and field.root not in meta:
+                # No derived root in the metadata: the record's "root.sub" key, else the metadata's
+                # (as the event path reads it), provided no line has an object at the root.
+                root_of, joined_of = self._roots[field.name]
+                if not {_UNSET, None}.issuperset(map(root_of, objs)):
+                    return None
+                values = list(map(joined_of, objs))
+                if _UNSET in values:
+                    fallback = meta.get(f"{field.root}.{field.sub}")
+                    values = [fallback if v is _UNSET else v for v in values]
+                columns.append(field.encode(values))
+            else:
+                return None
+        if not columns:
+            return [b""] * n
+        if len(columns) == 1:
+            return columns[0]
+        return list(map(b"".join, zip(*columns, strict=True)))
+
+    def _view(self, obj: Any, line: bytes, ts: int, meta: dict[str, Any]) -> Event:
+        """The light event of one decoded line (what label rendering reads)."""
+        e = Event.__new__(Event)
+        e._record = {k: v for k, v in zip(self.views.keys, msgspec.structs.astuple(obj), strict=True)
+                     if v is not _UNSET}
+        e.raw, e.ts_ns, e.meta, e.derived = line.decode(), ts, meta, False
+        return e
+
+    def _events(self, b: LineBatch, first: int, streams: dict[str, _Entries]) -> None:
+        """Add a batch's lines through their light events (the same entries, more work)."""
+        events = self.views.views(b)
+        sms = self.encoder.metadata.encode_all(events) if self.encoder.metadata.names else [b""] * len(events)
+        lines = b.lines()
+        for i, (e, (labels, pairs)) in enumerate(zip(events, self.labels.streams_of(events), strict=True)):
+            s = streams.get(labels)
+            if s is None:
+                s = streams[labels] = _Entries(labels, pairs)
+            s.lines.append(lines[i])
+            s.times.append(e.ts_ns)
+            s.sms.append(sms[i])
+            s.positions.append(first + i)
