@@ -13,6 +13,7 @@ import orjson
 from shipper import metrics
 from shipper.event import Event
 from shipper.sinks._common.halving import RequestTooLarge, send_halving
+from shipper.sinks._common.http import post_body
 from shipper.sinks._common.outcome import PermanentSinkError, SendOutcome, TransientSinkError
 from shipper.sinks._common.retry import parse_retry_after
 from shipper.sinks.elasticsearch.encoder import BulkBatch
@@ -115,9 +116,7 @@ class BulkService:
         if self.compression == "gzip":
             body = bytes(cramjam.gzip.compress(body, level=1))
             headers["Content-Encoding"] = "gzip"
-        response = await self.client.post(
-            self.url, content=body, headers=headers, params={"filter_path": BULK_FILTER_PATH}
-        )
+        response = await post_body(self.client, self.url, body, headers, params={"filter_path": BULK_FILTER_PATH})
         if response.status_code == 413:
             raise RequestTooLarge(self.sink, _too_large_reason(len(batch.events), len(body)))
         if not 200 <= response.status_code < 300:

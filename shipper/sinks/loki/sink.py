@@ -8,7 +8,7 @@ from shipper.event import Event
 from shipper.lines import LineBatch, flatten
 from shipper.sinks._common.base import Sink
 from shipper.sinks._common.halving import RequestTooLarge, halves, send_halving
-from shipper.sinks._common.http import build_client
+from shipper.sinks._common.http import build_client, post_body
 from shipper.sinks._common.outcome import SendOutcome
 from shipper.sinks.loki.columns import LineViews, template_fields
 from shipper.sinks.loki.config import LokiSinkConfig
@@ -124,4 +124,4 @@ class LokiSink(Sink[LokiSinkConfig]):
         headers = {"Content-Type": request.content_type}
         if request.content_encoding:
             headers["Content-Encoding"] = request.content_encoding
-        return await self._client.post(self.config.push_url, content=request.body, headers=headers)
+        return await post_body(self._client, self.config.push_url, request.body, headers)
