@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -74,3 +75,24 @@ async def test_post_body_sends_a_sized_body_and_keeps_none(server: str) -> None:
 async def test_a_plain_post_keeps_its_bodies_until_a_collection(server: str) -> None:
     """Why post_body exists: the response/stream cycle of httpx holds every body sent."""
     assert await _post_many(server, plain=True) == 5
+
+
+class _CountingFinder:
+    """A meta path finder that only counts the module searches it sees."""
+
+    def __init__(self) -> None:
+        self.searched: list[str] = []
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        self.searched.append(name)
+
+
+async def test_a_request_searches_for_no_module(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpcore imports sniffio on every request; a missing one costs a failed import search each time."""
+    finder = _CountingFinder()
+    async with httpx.AsyncClient() as client:
+        await post_body(client, server, b"warm-up", {})
+        monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
+        for _ in range(3):
+            await post_body(client, server, b"x" * 100, {})
+    assert finder.searched == []
