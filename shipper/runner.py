@@ -17,6 +17,7 @@ import signal
 from pathlib import Path
 
 from shipper import metrics
+from shipper.allocator import keep_freed_memory
 from shipper.api.health import Health
 from shipper.api.server import ApiServer, bind_problem
 from shipper.config import ConfigError, ShipperConfig, load_config
@@ -39,6 +40,7 @@ async def run_shipper(config: ShipperConfig, config_path: str | Path | None = No
     Raises :class:`StartupError` (one line naming the key) if the shipper cannot start.
     """
     _raise_open_files_limit()
+    keep_freed_memory()
     shipper = _Shipper(config)
     await shipper.start()
     gc_defaults = gc.get_threshold()

@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # Bottom to top. A component is a module or package; a module belongs to the longest listed
 # prefix of its dotted name. Components of one layer do not import each other.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("shipper", "shipper.errors", "shipper.metrics"),  # "shipper" is the root __init__ (its version)
+    # "shipper" is the root __init__ (its version)
+    ("shipper", "shipper.errors", "shipper.metrics", "shipper.allocator"),
     ("shipper.event", "shipper.logs"),
     ("shipper.lines",),  # line batches: columns of events
     ("shipper.templates", "shipper.buffer", "shipper.archive", "shipper.kube"),
