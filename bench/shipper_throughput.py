@@ -85,19 +85,17 @@ def write_log(path: Path, events: int, per_ms: int = 1) -> int:
 _ROOT = Path(__file__).resolve().parent.parent
 
 
-def bytecode_env(work: Path) -> dict[str, str]:
-    """The shipper's environment with the project's modules byte-compiled first, as an installed
-    wheel is (pip compiles on install). Without it, a checkout run with PYTHONDONTWRITEBYTECODE
-    compiles every module from source at each start."""
-    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(work / "pycache")}
+def byte_compile() -> None:
+    """Byte-compile the project's modules (into their ``__pycache__``), as an installed wheel is
+    (pip compiles on install). Without it, a checkout run with PYTHONDONTWRITEBYTECODE compiles
+    every project module from source at each start."""
     subprocess.run([sys.executable, "-m", "compileall", "-q", "-j0",
                     *(str(_ROOT / p) for p in ("shipper", "logging_config", "pipelines"))],
-                   env=env, check=True, stdout=subprocess.DEVNULL)
-    return env
+                   check=True, stdout=subprocess.DEVNULL)
 
 
 def run(target: str, events: int, url: str | None, work: Path, buffer_bytes: int,
-        per_ms: int = 1, env: dict[str, str] | None = None) -> dict[str, float]:
+        per_ms: int = 1) -> dict[str, float]:
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     print(f"writing {events} records ...", file=sys.stderr)
@@ -117,7 +115,7 @@ def run(target: str, events: int, url: str | None, work: Path, buffer_bytes: int
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "shipper.cli", "ship", "--config", str(cfg), "--log-level", "WARNING"],
-        stdin=subprocess.DEVNULL, env=env,
+        stdin=subprocess.DEVNULL,
     )
     try:
         start = time.perf_counter()
@@ -183,9 +181,10 @@ def main() -> None:
         print(f"started {args.target} at {url}", file=sys.stderr)
     runs = []
     try:
-        env = None if args.from_source else bytecode_env(work)
+        if not args.from_source:
+            byte_compile()
         for i in range(args.repeat):
-            runs.append(run(args.target, events, url, work / str(i), args.buffer_bytes, args.records_per_ms, env))
+            runs.append(run(args.target, events, url, work / str(i), args.buffer_bytes, args.records_per_ms))
             shutil.rmtree(work / str(i), ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
