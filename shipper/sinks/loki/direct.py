@@ -22,7 +22,7 @@ import msgspec
 from shipper.event import Event
 from shipper.lines import LineBatch
 from shipper.sinks.loki.columns import LineViews, Scalar, record_keys
-from shipper.sinks.loki.encoder import ProtobufEncoder, PushRequest
+from shipper.sinks.loki.encoder import MetadataField, ProtobufEncoder, PushRequest
 from shipper.sinks.loki.labels import LabelRenderer, Pairs
 
 _UNSET = msgspec.UNSET
@@ -153,31 +153,35 @@ class LinePush:
         columns: list[list[bytes]] = []
         for field, get in self._metadata:
             if get is not None:
-                values = list(map(get, objs))
-                if _UNSET in values:
-                    fallback = meta.get(field.key)
-                    values = [fallback if v is _UNSET else v for v in values]
-                columns.append(field.encode(values))
+                column = self._values_column(field, list(map(get, objs)), meta.get(field.key))
             elif (pair := field.meta_pair(meta)) is not None:
-                columns.append([pair] * n)
+                column = [pair] * n
             elif field.root is not None and field.root not in meta:
                 # No derived root in the metadata: the record's "root.sub" key, else the metadata's
                 # (as the event path reads it), provided no line has an object at the root.
                 root_of, joined_of = self._roots[field.name]
                 if not {_UNSET, None}.issuperset(map(root_of, objs)):
                     return None
-                values = list(map(joined_of, objs))
-                if _UNSET in values:
-                    fallback = meta.get(f"{field.root}.{field.sub}")
-                    values = [fallback if v is _UNSET else v for v in values]
-                columns.append(field.encode(values))
+                column = self._values_column(field, list(map(joined_of, objs)), meta.get(f"{field.root}.{field.sub}"))
             else:
                 return None
+            if column[0] or column.count(b"") < n:  # a field no line has adds nothing
+                columns.append(column)
         if not columns:
             return [b""] * n
         if len(columns) == 1:
             return columns[0]
         return list(map(b"".join, zip(*columns, strict=True)))
+
+    @staticmethod
+    def _values_column(field: MetadataField, values: list[Any], fallback: Any) -> list[bytes]:
+        """A field's wire bytes from its record values, ``fallback`` (from the metadata) where unset."""
+        unset = values.count(_UNSET)
+        if unset == len(values):
+            return [field.pair(fallback)] * unset
+        if unset:
+            values = [fallback if v is _UNSET else v for v in values]
+        return field.encode(values)
 
     def _view(self, obj: Any, line: bytes, ts: int, meta: dict[str, Any]) -> Event:
         """The light event of one decoded line (what label rendering reads)."""
