@@ -14,7 +14,7 @@ beyond its top level.
 from __future__ import annotations
 
 from collections.abc import Callable
-from operator import attrgetter, gt
+from operator import attrgetter, gt, itemgetter
 from typing import Any
 
 import msgspec
@@ -46,11 +46,17 @@ class _Entries:
             self.lines += lines
             self.times += times
             self.sms += sms
+        elif len(idx) > 1:
+            pick = itemgetter(*idx)  # a tuple of the picked items, in C
+            self.lines += pick(lines)
+            self.times += pick(times)
+            self.sms += pick(sms)
         else:
-            self.lines += [lines[i] for i in idx]
-            self.times += [times[i] for i in idx]
-            self.sms += [sms[i] for i in idx]
-        self.positions += [first + i for i in idx]
+            (i,) = idx
+            self.lines.append(lines[i])
+            self.times.append(times[i])
+            self.sms.append(sms[i])
+        self.positions += map(first.__add__, idx)
 
     def sort(self) -> None:
         """Oldest first, lines of equal time in the order they came (as the event path sorts)."""
@@ -98,11 +104,11 @@ class LinePush:
         overflowed = streams.get(self.labels.overflow_labels)
         if overflowed is not None:
             self.labels.guard.count_stream_overflow(len(overflowed.lines))
-        chunks = []
+        pieces: list[bytes] = []
         for s in streams.values():
             s.sort()
-            chunks.append(self.encoder.stream_bytes(s.labels, s.lines, s.times, s.sms))
-        return self.encoder.request(b"".join(chunks), []), list(streams.values())
+            self.encoder.write_stream(pieces, s.labels, s.lines, s.times, s.sms)
+        return self.encoder.request(b"".join(pieces), []), list(streams.values())
 
     def _columns(self, b: LineBatch, first: int, streams: dict[str, _Entries]) -> bool:
         """Add a batch's lines from their columns; False (nothing added) if it needs its events."""

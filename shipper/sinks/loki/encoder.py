@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import islice
 from operator import add
 from types import NoneType
 from typing import Any
@@ -241,18 +242,23 @@ class ProtobufEncoder:
             except UnicodeEncodeError:  # lone surrogates: protobuf strings must be valid UTF-8
                 lines = [_utf8(e.raw) for e in events]
             sms = sm_all(events) if sm_all else [b""] * len(events)
-            out.append(self.stream_bytes(s.labels, lines, [e.ts_ns for e in events], sms))
+            self.write_stream(out, s.labels, lines, [e.ts_ns for e in events], sms)
         return b"".join(out)
 
-    def stream_bytes(self, labels: str, lines: list[bytes], times: list[int], sms: list[bytes]) -> bytes:
-        """One ``StreamAdapter`` (field 1 of the request, tag and length included): its labels and
-        an entry per line, with its time in nanoseconds and its structured-metadata wire bytes."""
+    def write_stream(self, out: list[bytes], labels: str, lines: list[bytes], times: list[int],
+                     sms: list[bytes]) -> None:
+        """Append one ``StreamAdapter`` (field 1 of the request, tag and length included) to
+        ``out`` in pieces: its labels and an entry per line, with its time in nanoseconds and its
+        structured-metadata wire bytes."""
         secs_of, nanos_of = self._secs, self._nanos
         if len(secs_of) > _TIME_CACHE or len(nanos_of) > _TIME_CACHE:
             secs_of.clear()
             nanos_of.clear()
         v = _VARINTS
-        entries = [self._stream_head(labels)]
+        at = len(out)
+        out.append(b"")  # the stream's tag and length, once its size is known
+        out.append(self._stream_head(labels))
+        extend = out.extend  # pieces, not an entry's bytes: each line is copied once, into the body
         for line, ts_ns, sm in zip(lines, times, sms, strict=True):
             secs, nanos = divmod(ts_ns, 1_000_000_000)
             ts = secs_of.get(secs)
@@ -265,10 +271,8 @@ class ProtobufEncoder:
             lv = v[ln] if ln < 16384 else varint(ln)
             lt = len(ts) + len(tn)
             n = lt + 3 + len(lv) + ln + len(sm)
-            entries.append(b"\x12%b\x0a%b%b%b\x12%b%b%b" % (
-                v[n] if n < 16384 else varint(n), v[lt], ts, tn, lv, line, sm))
-        body = b"".join(entries)
-        return b"\x0a" + varint(len(body)) + body
+            extend((b"\x12", v[n] if n < 16384 else varint(n), b"\x0a", v[lt], ts, tn, b"\x12", lv, line, sm))
+        out[at] = b"\x0a" + varint(sum(map(len, islice(out, at + 1, None))))
 
     def _stream_head(self, labels: str) -> bytes:
         """A stream's ``labels`` field, encoded once per label set."""
