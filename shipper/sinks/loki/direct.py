@@ -59,10 +59,13 @@ class _Entries:
         self.positions += map(first.__add__, idx)
 
     def sort(self) -> None:
-        """Oldest first, lines of equal time in the order they came (as the event path sorts)."""
-        times = self.times
-        if any(map(gt, times, times[1:])):
-            order = sorted(range(len(times)), key=times.__getitem__)
+        """Oldest first, lines of equal time in the order they came (as the event path sorts).
+
+        Lines of one batch reach a stream by label tuple (two tuples can share labels, e.g. the
+        same labels on stdout and stderr), so they are put back in their order too."""
+        times, positions = self.times, self.positions
+        if any(map(gt, times, times[1:])) or any(map(gt, positions, positions[1:])):
+            order = sorted(range(len(times)), key=lambda i: (times[i], positions[i]))
             self.lines = [self.lines[i] for i in order]
             self.times = [times[i] for i in order]
             self.sms = [self.sms[i] for i in order]

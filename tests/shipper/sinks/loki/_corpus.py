@@ -48,7 +48,8 @@ def corpus(now_ns: int) -> list[bytes]:
     # Every ninth good line on stderr: one read holds both streams of the container.
     out = [ts.encode() + (b" stderr F " if n % 9 == 4 else b" stdout F ") + _json(_good(n, now_ns + n * 1_000_000))
            + b"\n" for n in range(300)]
-    out += [ts.encode() + b" stdout F " + _json(_good(n, now_ns)) + b"\n" for n in range(300, 320)]  # one ms
+    out += [ts.encode() + (b" stderr F " if n % 2 == 0 else b" stdout F ") + _json(_good(n, now_ns)) + b"\n"
+            for n in range(300, 320)]  # one ms, both streams
     # A record split by the runtime into partials, text partials, and a partial cut at a UTF-8 sequence.
     rec = _json(_good(900, now_ns))
     out += [ts.encode() + b" stdout P " + rec[:40] + b"\n", ts.encode() + b" stdout P " + rec[40:90] + b"\n",
