@@ -88,26 +88,38 @@ class Event:
     def record(self) -> dict[str, Any]:
         rec = self._record
         if rec is None:
-            # _object_of and _too_deep inlined: a sink that reads fields parses every event here.
-            raw = self.raw
-            if raw[:1] == "{":
-                try:
-                    rec = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    rec = None
-            if type(rec) is not dict:
-                rec = {"message": raw}
-            elif len(raw) > _DEEP_MIN_CHARS and _bracket_count(raw) > MAX_RECORD_DEPTH \
-                    and _deeper_than(rec, MAX_RECORD_DEPTH):
-                rec = {"message": raw}
-                self.repaired("too_deep")
-            self._record = rec
+            rec = self._record = self._parse()
         return rec
 
     @record.setter
     def record(self, value: dict[str, Any]) -> None:
         self._record = value
         self.derived = False
+
+    def record_copy(self) -> dict[str, Any]:
+        """A record the caller may change, without the event keeping one: parsed anew from the raw
+        line unless the event already holds its record (then a shallow copy). A sink that reads
+        each record once (the bulk encoder) keeps no parsed record per event in flight."""
+        rec = self._record
+        return dict(rec) if rec is not None else self._parse()
+
+    def _parse(self) -> dict[str, Any]:
+        """The record of the raw line (see :attr:`record`)."""
+        # _object_of and _too_deep inlined: a sink that reads fields parses every event here.
+        raw = self.raw
+        rec = None
+        if raw[:1] == "{":
+            try:
+                rec = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                rec = None
+        if type(rec) is not dict:
+            return {"message": raw}
+        if len(raw) > _DEEP_MIN_CHARS and _bracket_count(raw) > MAX_RECORD_DEPTH \
+                and _deeper_than(rec, MAX_RECORD_DEPTH):
+            self.repaired("too_deep")
+            return {"message": raw}
+        return rec
 
     def __repr__(self) -> str:
         return f"Event(raw={self.raw[:80]!r}, ts_ns={self.ts_ns}, meta={self.meta!r})"

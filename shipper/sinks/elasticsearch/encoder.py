@@ -50,7 +50,7 @@ def iso_ms(ts_ns: int) -> str:
 
 def build_document(event: Event) -> dict[str, Any]:
     """The record's fields plus ``@timestamp`` (event time, ms) and ``kubernetes.*`` metadata."""
-    doc = dict(event.record)
+    doc = event.record_copy()  # the event keeps no parsed record while its request is in flight
     doc["@timestamp"] = iso_ms(event.ts_ns)
     k8s = event.meta.get("kubernetes")
     if k8s:

@@ -113,3 +113,17 @@ def test_an_event_json_cannot_carry_is_rejected_alone() -> None:
     batch = BulkEncoder("i").encode([make_event(0), bad, make_event(2)])
     assert [e.id for e in batch.events] == ["f00d:0", "f00d:200"]
     assert [(e.id, r.split(":")[0]) for e, r in batch.rejected] == [("deep", "encoding_error")]
+
+
+def test_encoding_keeps_no_parsed_record_on_the_events() -> None:
+    """Events in flight hold their raw line only: the bulk body is what their records make."""
+    raws = ['{"level":"INFO","n":1}', "plain text", '{"nested":{"a":[1,2]}}']
+    events = [Event(None, raw, DAY0_NS + i, {"source": "app"}) for i, raw in enumerate(raws)]
+    body = BulkEncoder("ecvi-logs-%Y.%m.%d").encode(events).body
+    assert all(e._record is None for e in events)
+    docs = [doc for _, doc in _pairs(body)]
+    assert [{k: v for k, v in d.items() if k != "@timestamp"} for d in docs] == [
+        {"level": "INFO", "n": 1}, {"message": "plain text"}, {"nested": {"a": [1, 2]}}]
+    parsed = Event({"level": "WARN"}, '{"level":"WARN"}', DAY0_NS, {})
+    assert build_document(parsed) == {"level": "WARN", "@timestamp": iso_ms(DAY0_NS)}
+    assert parsed.record == {"level": "WARN"}  # a record the event already held is copied, not changed
