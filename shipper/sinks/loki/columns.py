@@ -52,9 +52,10 @@ class LineViews:
         self.keys = record_keys(fields)
         roots = {c.path[0] for f in fields for c in choices(f) if c.path}
         self.per_line_meta = bool(roots & _PER_LINE_META)
+        # Scalars only: instances cannot be part of a cycle, so the collector need not track them.
         struct = msgspec.defstruct("LineFields", [
             (f"f{i}", Scalar, msgspec.field(default=_UNSET, name=k)) for i, k in enumerate(self.keys)
-        ])
+        ], gc=False)
         self._decode = msgspec.json.Decoder(struct).decode
         self._astuple = msgspec.structs.astuple
 

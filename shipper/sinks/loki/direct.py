@@ -83,7 +83,7 @@ class LinePush:
         struct = msgspec.defstruct("PushFields", [
             (f"f{i}", _LabelScalar if k in label_keys else Scalar, msgspec.field(default=_UNSET, name=k))
             for i, k in enumerate(keys)
-        ])
+        ], gc=False)  # scalars only: no cycle to collect
         self._decode = msgspec.json.Decoder(struct).decode
         attrs = [f"f{keys.index(k)}" for k in keys if k in label_keys]
         self._label_key: Callable[[Any], Any] = attrgetter(*attrs) if attrs else (lambda _: ())
