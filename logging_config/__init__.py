@@ -29,6 +29,7 @@ from ._formatter import JsonFormatter
 from ._logger import KeywordLogger, get_logger
 from ._record import ContextFilter
 from ._redact import DEFAULT_SECRET_KEYS, DEFAULT_SECRET_WORDS, REDACTED, Redactor
+from ._redact import MAX_DEPTH as REDACT_MAX_DEPTH
 from ._schema import schema
 from ._trace import set_span_source
 
@@ -36,6 +37,7 @@ __all__ = [
     "DEFAULT_SECRET_KEYS",
     "DEFAULT_SECRET_WORDS",
     "REDACTED",
+    "REDACT_MAX_DEPTH",
     "ConsoleFormatter",
     "ContextFilter",
     "JsonFormatter",

@@ -25,7 +25,7 @@ from shipper.buffer.disk import BufferClosed
 from shipper.config import ShipperConfig
 from shipper.errors import StartupError
 from shipper.event import Event
-from shipper.lines import Item, flatten
+from shipper.lines import Item, LineBatch, flatten
 from shipper.sinks._common.driver import SinkDriver
 from shipper.sinks.registry import build_sink
 from shipper.sources.base import Source
@@ -58,10 +58,33 @@ def routes_for(config: ShipperConfig, start: str) -> list[Route]:
 
 
 def apply_chain(chain: tuple[Transform, ...], events: list[Event]) -> list[Event]:
-    """Run a transform chain over copies, so other routes see the events unchanged."""
-    out = [Event(dict(e.record), e.raw, e.ts_ns, dict(e.meta)) for e in events]
+    """Run a transform chain over copies, so other routes see the events unchanged. A copy stays
+    ``derived`` (its record is what its raw line parses to) until a transform changes its record."""
+    out = [Event(dict(e.record), e.raw, e.ts_ns, dict(e.meta), e.derived) for e in events]
     for fn in chain:
         out = fn(out)
+    return out
+
+
+def apply_chain_items(chain: tuple[Transform, ...], items: Sequence[Item]) -> list[Item]:
+    """:func:`apply_chain` over events and line batches, in order: a line batch that every
+    transform of the chain passes whole (``passes``, the redact transform's screen) goes on as it
+    is; every other item goes through the chain as events."""
+    screens = [screen for fn in chain if (screen := getattr(fn, "passes", None)) is not None]
+    if len(screens) < len(chain) or not any(type(it) is LineBatch for it in items):
+        return list(apply_chain(chain, flatten(items)))
+    out: list[Item] = []
+    pending: list[Item] = []
+    for it in items:
+        if type(it) is LineBatch and all(screen(it) for screen in screens):
+            if pending:
+                out.extend(apply_chain(chain, flatten(pending)))
+                pending = []
+            out.append(it)
+        else:
+            pending.append(it)
+    if pending:
+        out.extend(apply_chain(chain, flatten(pending)))
     return out
 
 
@@ -150,13 +173,8 @@ class Topology:
 
         async def deliver(items: Sequence[Item]) -> None:
             writes: list[Awaitable[bool]] = []
-            events: list[Event] | None = None
             for chain, sinks in routes:
-                evs: Sequence[Item] = items
-                if chain:
-                    if events is None:
-                        events = flatten(items)
-                    evs = apply_chain(chain, events)
+                evs: Sequence[Item] = apply_chain_items(chain, items) if chain else items
                 if evs:
                     writes.extend(self.buffers[s].append(evs) for s in sinks)
             if len(writes) == 1:

@@ -29,6 +29,7 @@ def _add_fields(cfg: AddFieldsConfig) -> Transform:
             for k, v in cfg.fields.items():
                 if cfg.overwrite or k not in e.record:
                     e.record[k] = render(v, e) if isinstance(v, str) else v
+                    e.derived = False  # the record is no longer what the raw line parses to
         return events
 
     return apply
@@ -51,18 +52,6 @@ def _filter(cfg: FilterConfig) -> Transform:
 
 
 def _redact(cfg: RedactConfig) -> Transform:
-    from logging_config import Redactor
+    from shipper.transforms.redact import Redact
 
-    redactor = Redactor(extra_keys=cfg.keys)
-
-    def apply(events: list[Event]) -> list[Event]:
-        import orjson
-
-        for e in events:
-            red = redactor.redact(e.record)
-            if red != e.record:
-                e.record = red
-                e.raw = orjson.dumps(red, default=str).decode()
-        return events
-
-    return apply
+    return Redact(cfg.keys)
