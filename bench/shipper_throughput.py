@@ -95,7 +95,7 @@ def byte_compile() -> None:
 
 
 def run(target: str, events: int, url: str | None, work: Path, buffer_bytes: int,
-        per_ms: int = 1) -> dict[str, float]:
+        per_ms: int = 1, redact: bool = False) -> dict[str, float]:
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     print(f"writing {events} records ...", file=sys.stderr)
@@ -111,7 +111,9 @@ def run(target: str, events: int, url: str | None, work: Path, buffer_bytes: int
     cfg.write_text(
         f"data_dir: {work}/data\napi: {{address: {api}}}\n"
         f'sources:\n  app: {{type: file, include: ["{logs}/*.log"], format: cri}}\n'
-        f"sinks:\n  {SINKS[target].format(work=work, url=url, buffer=buffer_bytes)}\n"
+        + ("transforms:\n  redact: {type: redact, inputs: [app]}\n" if redact else "")
+        + f"sinks:\n  {SINKS[target].format(work=work, url=url, buffer=buffer_bytes)}\n"
+        .replace("inputs: [app]", "inputs: [redact]" if redact else "inputs: [app]")
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "shipper.cli", "ship", "--config", str(cfg), "--log-level", "WARNING"],
@@ -160,6 +162,8 @@ def main() -> None:
     ap.add_argument("--buffer-bytes", type=int, default=256 * 1024 * 1024)
     ap.add_argument("--records-per-ms", type=int, default=1,
                     help="consecutive records sharing one millisecond (1: each its own, as real logs)")
+    ap.add_argument("--redact", action="store_true",
+                    help="route the sink through a redact transform, as the deployed config does")
     ap.add_argument("--from-source", action="store_true",
                     help="do not byte-compile the project's modules first (start-up then compiles them)")
     ap.add_argument("--repeat", type=int, default=1, help="runs; the figures printed are each one's median")
@@ -184,7 +188,8 @@ def main() -> None:
         if not args.from_source:
             byte_compile()
         for i in range(args.repeat):
-            runs.append(run(args.target, events, url, work / str(i), args.buffer_bytes, args.records_per_ms))
+            runs.append(run(args.target, events, url, work / str(i), args.buffer_bytes, args.records_per_ms,
+                            args.redact))
             shutil.rmtree(work / str(i), ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
