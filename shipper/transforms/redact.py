@@ -59,7 +59,7 @@ class Redact:
             return False
         if "?" in text and ("key=" in lowered or "sig" in lowered):
             return False
-        if "@" in text and ("://" in text or ":\\/" in text):
+        if "@" in text and (":/" in text or ":\\/" in text):  # "://", also written ":\/\/" or ":/\/"
             return False
         squashed = lowered.replace("-", "").replace("_", "")
         if any(w in squashed for w in self._words):

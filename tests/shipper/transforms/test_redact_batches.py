@@ -28,6 +28,7 @@ CAUGHT = [
     '{"message":"calling with token=abcdefgh12345678"}',
     '{"url":"https://user:s3cret@db.example/x"}',
     '{"url":"https:\\/\\/user:s3cret@db.example\\/x"}',
+    '{"url":"https:/\\/user:s3cret@db.example/x"}',
     '{"link":"https://store/obj?X-Amz-Signature=abcdef"}',
     '{"pass\\u0077ord":"hidden behind an escape"}',
     '{"headers":[["cookie","a=b"]]}',
