@@ -62,7 +62,7 @@ class LineViews:
     def views(self, batch: LineBatch) -> list[Event]:
         """One event per line of ``batch``, as the encoder needs it."""
         texts = batch.texts()
-        keys, decode, astuple = self.keys, self._decode, self._astuple
+        decode, astuple = self._decode, self._astuple
         new = Event.__new__
         shared: dict[str | None, dict[str, Any]] = {}
         out: list[Event] = []
@@ -84,10 +84,16 @@ class LineViews:
                     e._record, e.raw, e.ts_ns, e.meta, e.derived = None, text, ts, batch.meta(i), True
                     out.append(e)
                     continue
-                record = {k: v for k, v in zip(keys, values, strict=True) if v is not _UNSET}
-            else:
-                record = {"message": text}
+                out.append(self.view(values, text, ts, meta))
+                continue
             e = new(Event)
-            e._record, e.raw, e.ts_ns, e.meta, e.derived = record, text, ts, meta, False
+            e._record, e.raw, e.ts_ns, e.meta, e.derived = {"message": text}, text, ts, meta, False
             out.append(e)
         return out
+
+    def view(self, values: tuple[Any, ...], text: str, ts: int, meta: dict[str, Any]) -> Event:
+        """The light event of a line whose decoded fields (in :attr:`keys` order) are ``values``."""
+        e = Event.__new__(Event)
+        e._record = {k: v for k, v in zip(self.keys, values, strict=True) if v is not _UNSET}
+        e.raw, e.ts_ns, e.meta, e.derived = text, ts, meta, False
+        return e

@@ -19,7 +19,6 @@ from typing import Any
 
 import msgspec
 
-from shipper.event import Event
 from shipper.lines import LineBatch
 from shipper.sinks.loki.columns import LineViews, Scalar, record_keys
 from shipper.sinks.loki.encoder import MetadataField, ProtobufEncoder, PushRequest
@@ -149,7 +148,7 @@ class LinePush:
         times = b.times
         for idx in buckets.values():
             i = idx[0]
-            view = self._view(objs[i], lines[i], times[i], metas[b.streams[i]])
+            view = self.views.view(msgspec.structs.astuple(objs[i]), lines[i].decode(), times[i], metas[b.streams[i]])
             labels, pairs = self.labels.stream_for(view)
             s = streams.get(labels)
             if s is None:
@@ -192,24 +191,13 @@ class LinePush:
             values = [fallback if v is _UNSET else v for v in values]
         return field.encode(values)
 
-    def _view(self, obj: Any, line: bytes, ts: int, meta: dict[str, Any]) -> Event:
-        """The light event of one decoded line (what label rendering reads)."""
-        e = Event.__new__(Event)
-        e._record = {k: v for k, v in zip(self.views.keys, msgspec.structs.astuple(obj), strict=True)
-                     if v is not _UNSET}
-        e.raw, e.ts_ns, e.meta, e.derived = line.decode(), ts, meta, False
-        return e
-
     def _events(self, b: LineBatch, first: int, streams: dict[str, _Entries]) -> None:
         """Add a batch's lines through their light events (the same entries, more work)."""
         events = self.views.views(b)
         sms = self.encoder.metadata.encode_all(events) if self.encoder.metadata.names else [b""] * len(events)
         lines = b.lines()
-        for i, (e, (labels, pairs)) in enumerate(zip(events, self.labels.streams_of(events), strict=True)):
+        for i, (labels, pairs) in enumerate(self.labels.streams_of(events)):
             s = streams.get(labels)
             if s is None:
                 s = streams[labels] = _Entries(labels, pairs)
-            s.lines.append(lines[i])
-            s.times.append(e.ts_ns)
-            s.sms.append(sms[i])
-            s.positions.append(first + i)
+            s.add([i], lines, b.times, sms, first)

@@ -159,10 +159,7 @@ class MetadataField:
             values = [(d[sub] if isinstance(d := m[root] if root in m else r.get(root), dict) and sub in d
                        else (r[joined] if joined in r and root not in m else m.get(joined)) if d is None
                        else get(r, m)) for r, m in zip(records, metas, strict=True)]
-            cache = self.cache
-            if len(cache) > _PAIR_CACHE:
-                cache.clear()
-            return [(cache.get(v) or self.pair(v, cache)) if type(v) is str else self.pair(v) for v in values]
+            return [self.cached_pair(v) for v in values]
         else:
             get = self.get
             values = [get(r, m) for r, m in zip(records, metas, strict=True)]
@@ -192,14 +189,21 @@ class MetadataField:
         if root is not None and root in meta:
             d = meta[root]
             if isinstance(d, dict) and self.sub in d:
-                v = d[self.sub]
-                if type(v) is not str:
-                    return self.pair(v)
-                cache = self.cache
-                if len(cache) > _PAIR_CACHE:
-                    cache.clear()
-                return cache.get(v) or self.pair(v, cache)
+                return self.cached_pair(d[self.sub])
         return None
+
+    def cached_pair(self, v: Any) -> bytes:
+        """:meth:`pair`, string values from a cache (the pod names of a batch repeat); the cache is
+        dropped when it fills."""
+        if type(v) is not str:
+            return self.pair(v)
+        cache = self.cache
+        hit = cache.get(v)
+        if hit is None:
+            if len(cache) > _PAIR_CACHE:
+                cache.clear()
+            hit = self.pair(v, cache)
+        return hit
 
     def pair(self, v: Any, cache: dict[str, bytes] | None = None) -> bytes:
         """The wire bytes of the pair with value ``v`` (b"" for a missing or empty one)."""
