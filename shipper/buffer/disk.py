@@ -23,6 +23,7 @@ from typing import Literal
 import orjson
 
 from shipper import metrics
+from shipper.buffer.rounding import wants_more
 from shipper.buffer.segments import Damaged, encode_record, list_segments, read_record, scan_headers, segment_name
 from shipper.event import Event
 from shipper.lines import Item, LineBatch, count, flatten, halve, pack_items, unpack_items
@@ -229,8 +230,12 @@ class DiskBuffer:
     def _available(self) -> bool:
         return self._read_pos < (self._write_seg, self._write_off)
 
-    async def read(self, max_events: int, max_bytes: int, timeout: float) -> list[Chunk]:
-        """Wait for data, then return records up to the limits, waiting up to ``timeout`` to fill."""
+    async def read(self, max_events: int, max_bytes: int, timeout: float, *, round_up: bool = False) -> list[Chunk]:
+        """Wait for data, then return records up to the limits, waiting up to ``timeout`` to fill.
+
+        ``round_up``: a read that reached a limit goes on with records already written (never
+        waiting) while the limits would not divide it evenly (:mod:`~shipper.buffer.rounding`).
+        """
         async with self._changed:
             await self._changed.wait_for(lambda: self._closed or self._available())
         chunks: list[Chunk] = []
@@ -257,6 +262,13 @@ class DiskBuffer:
                     )
             except TimeoutError:
                 break
+        if round_up and (events >= max_events or size >= max_bytes):
+            while wants_more(events, size, max_events, max_bytes) and self._available():
+                chunk = self._read_one()
+                if chunk is not None:
+                    chunks.append(chunk)
+                    events += chunk.count
+                    size += chunk.size
         return chunks
 
     def _read_fd(self, seg: int) -> int | None:

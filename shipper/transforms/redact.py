@@ -65,7 +65,7 @@ class Redact:
         if any(w in squashed for w in self._words):
             return False
         # Nesting REDACT_MAX_DEPTH deep takes more brackets than that on one line.
-        lines = batch.data.split(b"\n")
+        lines = batch.lines()
         braces = max(map(bytes.count, lines, repeat(b"{")), default=0)
         brackets = max(map(bytes.count, lines, repeat(b"[")), default=0)
         return braces + brackets < REDACT_MAX_DEPTH

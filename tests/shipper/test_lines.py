@@ -7,9 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shipper.event import Event
-from shipper.lines import Item, LineBatch, count, flatten, halve, pack_items, unpack_items
+from shipper.lines import Item, LineBatch, count, flatten, halve, pack_items, split_lines, unpack_items
 from shipper.sinks._common.batching import split_line_batches
 from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.file.tailer import Tailer, fingerprint
@@ -106,3 +108,19 @@ def test_a_read_in_batches_makes_the_events_of_the_line_path(tmp_path: Path, chu
     assert sum(isinstance(i, LineBatch) for i in batched) >= 2
     assert count([i for i in batched if isinstance(i, LineBatch)]) > 300
     assert flatten(batched) == plain
+
+
+_PIECES = [b"\n", b"\r", b"\r\n", b"a", b"\xff", b" F ", b"\x00", b"\x85", "\u2028".encode()]
+
+
+@given(st.lists(st.sampled_from(_PIECES)))
+def test_split_lines_is_bytes_split_with_its_last_part_apart(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    *lines, rest = data.split(b"\n")
+    assert split_lines(data) == (lines, rest)
+
+
+def test_split_lines_of_nothing_and_of_whole_lines() -> None:
+    assert split_lines(b"") == ([], b"")
+    assert split_lines(b"\n\n") == ([b"", b""], b"")
+    assert split_lines(b"a\nb") == ([b"a"], b"b")

@@ -141,7 +141,7 @@ class SinkDriver:
         while not self._stopping:
             chunks = self._held[slot]
             if not chunks:
-                chunks = await self.buffer.read(b.max_events, b.max_bytes, b.timeout_secs)
+                chunks = await self.buffer.read(b.max_events, b.max_bytes, b.timeout_secs, round_up=True)
                 if not chunks:
                     if self.buffer.closed:
                         return

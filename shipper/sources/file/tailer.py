@@ -12,7 +12,7 @@ from typing import Any
 
 from shipper import metrics
 from shipper.event import Event
-from shipper.lines import Item
+from shipper.lines import Item, split_lines
 from shipper.sources.file.columns import LineColumns
 from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.file.formats import PARSERS, FormatError
@@ -152,8 +152,7 @@ class Tailer:
             self._buf = b""
             self._buf_start = start + len(data)
             return
-        lines = data.split(b"\n")
-        rest = lines.pop()
+        lines, rest = split_lines(data)
         pos = start
         max_line = self.cfg.max_line_bytes
         cri = self._cri

@@ -132,3 +132,49 @@ async def test_fsync_policies_roundtrip(tmp_path: Path, policy: str) -> None:
     got = await _drain(buf)
     await buf.close()
     assert got == list(range(5))
+
+
+async def _records(buf: DiskBuffer, sizes: list[int]) -> None:
+    n = 0
+    for size in sizes:
+        await buf.append(_events(n, size))
+        n += size
+
+
+async def test_a_rounded_up_read_takes_written_records_until_the_limits_divide_it(tmp_path: Path) -> None:
+    buf = DiskBuffer(tmp_path, "round")
+    await _records(buf, [3] * 10)
+    plain = await buf.read(4, 1 << 30, 0)
+    assert [c.count for c in plain] == [3, 3]  # 6: a batch of 4, then one of 2
+    rounded = await buf.read(4, 1 << 30, 0, round_up=True)
+    assert [c.count for c in rounded] == [3, 3, 3, 3]  # 12: three batches of 4
+    buf.ack(plain + rounded)
+    assert buf.pending_events == 12
+    await buf.close()
+
+
+async def test_a_rounded_up_read_never_waits_and_rounds_only_a_read_that_reached_a_limit(tmp_path: Path) -> None:
+    buf = DiskBuffer(tmp_path, "round-wait")
+    await _records(buf, [3, 3])
+    # 6 reached the limit of 4; nothing more is written: back at once, not after the timeout.
+    chunks = await asyncio.wait_for(buf.read(4, 1 << 30, 30, round_up=True), 2)
+    assert [c.count for c in chunks] == [3, 3]
+    await _records(buf, [3])
+    # Under the limits after its timeout: nothing to round.
+    assert [c.count for c in await buf.read(10, 1 << 30, 0.05, round_up=True)] == [3]
+    await buf.close()
+
+
+async def test_a_rounded_up_read_stops_at_its_bounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipper.buffer import rounding
+
+    buf = DiskBuffer(tmp_path, "round-bounds")
+    await _records(buf, [7] * 8)
+    # 7, 14, 21 leave 3, 2, 1 of a batch of 4: 21 is past four batches' worth (16).
+    assert [c.count for c in await buf.read(4, 1 << 30, 0, round_up=True)] == [7, 7, 7]
+    one = (await buf.read(1, 1 << 30, 0))[0].size
+    # By bytes: no more than ROUND_UP_BYTES past max_bytes.
+    monkeypatch.setattr(rounding, "ROUND_UP_BYTES", one)
+    chunks = await buf.read(1 << 20, one * 3 // 2, 0, round_up=True)
+    assert len(chunks) == 3  # 1.5 records: the read takes 2, and rounds up by at most one more
+    await buf.close()

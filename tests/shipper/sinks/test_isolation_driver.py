@@ -117,11 +117,11 @@ class FlakyBuffer(DiskBuffer):
 
     fail_reads = 0
 
-    async def read(self, max_events: int, max_bytes: int, timeout: float) -> Any:
+    async def read(self, max_events: int, max_bytes: int, timeout: float, *, round_up: bool = False) -> Any:
         if self.fail_reads > 0:
             self.fail_reads -= 1
             raise OSError(5, "Input/output error")
-        return await super().read(max_events, max_bytes, timeout)
+        return await super().read(max_events, max_bytes, timeout, round_up=round_up)
 
 
 @pytest.mark.anyio

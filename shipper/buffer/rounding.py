@@ -1,0 +1,24 @@
+"""When a buffer read that reached a sink's batch limits takes more records (``round_up``).
+
+Records rarely hold a whole number of a sink's batches (a file source record is one read of a
+file), so a sink cutting each read into batches would send one short batch per read. A read that
+reached a limit goes on with records already written while the limits would not divide it evenly.
+"""
+
+from __future__ import annotations
+
+ROUND_UP_BATCHES = 4  # a rounded-up read holds at most this many times max_events
+ROUND_UP_BYTES = 4 * 1024 * 1024  # and at most this much past max_bytes
+
+
+def wants_more(events: int, size: int, max_events: int, max_bytes: int) -> bool:
+    """Whether a read of ``events`` and ``size`` bytes that reached a limit takes one more record:
+    within the bounds above, while its last batch's worth would be short of both limits."""
+    return (events < ROUND_UP_BATCHES * max_events and size < max_bytes + ROUND_UP_BYTES
+            and _short(events, max_events) and _short(size, max_bytes))
+
+
+def _short(n: int, limit: int) -> bool:
+    """Whether cutting ``n`` into parts of ``limit`` leaves a last part under 90 % of it."""
+    rest = n % limit
+    return rest > 0 and rest * 10 < limit * 9
