@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shipper.event import Event
-from shipper.lines import Item, LineBatch, count, flatten, halve, pack_items, split_lines, unpack_items
+from shipper.lines import Item, LineBatch, _newlines, count, flatten, halve, pack_items, split_lines, unpack_items
 from shipper.sinks._common.batching import split_line_batches
 from shipper.sources.file.config import FileSourceConfig
 from shipper.sources.file.tailer import Tailer, fingerprint
@@ -118,6 +118,7 @@ def test_split_lines_is_bytes_split_with_its_last_part_apart(pieces: list[bytes]
     data = b"".join(pieces)
     *lines, rest = data.split(b"\n")
     assert split_lines(data) == (lines, rest)
+    assert _newlines(data) == data.count(b"\n")
 
 
 def test_split_lines_of_nothing_and_of_whole_lines() -> None:
