@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from itertools import islice
 from operator import add
 from types import NoneType
 from typing import Any
@@ -261,7 +260,9 @@ class ProtobufEncoder:
         v = _VARINTS
         at = len(out)
         out.append(b"")  # the stream's tag and length, once its size is known
-        out.append(self._stream_head(labels))
+        head = self._stream_head(labels)
+        out.append(head)
+        size = len(head)
         extend = out.extend  # pieces, not an entry's bytes: each line is copied once, into the body
         for line, ts_ns, sm in zip(lines, times, sms, strict=True):
             secs, nanos = divmod(ts_ns, 1_000_000_000)
@@ -275,8 +276,14 @@ class ProtobufEncoder:
             lv = v[ln] if ln < 16384 else varint(ln)
             lt = len(ts) + len(tn)
             n = lt + 3 + len(lv) + ln + len(sm)
-            extend((b"\x12", v[n] if n < 16384 else varint(n), b"\x0a", v[lt], ts, tn, b"\x12", lv, line, sm))
-        out[at] = b"\x0a" + varint(sum(map(len, islice(out, at + 1, None))))
+            if n < 16384:
+                extend((b"\x12", v[n], b"\x0a", v[lt], ts, tn, b"\x12", lv, line, sm))
+                size += n + (2 if n < 128 else 3)  # the entry's tag, length and bytes
+            else:
+                nv = varint(n)
+                extend((b"\x12", nv, b"\x0a", v[lt], ts, tn, b"\x12", lv, line, sm))
+                size += n + 1 + len(nv)
+        out[at] = b"\x0a" + varint(size)
 
     def _stream_head(self, labels: str) -> bytes:
         """A stream's ``labels`` field, encoded once per label set."""
