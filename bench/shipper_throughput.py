@@ -95,7 +95,8 @@ def byte_compile() -> None:
 
 
 def run(target: str, events: int, url: str | None, work: Path, buffer_bytes: int,
-        per_ms: int = 1, redact: bool = False) -> dict[str, float]:
+        per_ms: int = 1, redact: bool = False, prefix: list[str] | None = None) -> dict[str, float]:
+    """One shipper run over ``events`` records; ``prefix`` goes before its command (a profiler)."""
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     print(f"writing {events} records ...", file=sys.stderr)
@@ -116,7 +117,7 @@ def run(target: str, events: int, url: str | None, work: Path, buffer_bytes: int
         .replace("inputs: [app]", "inputs: [redact]" if redact else "inputs: [app]")
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shipper.cli", "ship", "--config", str(cfg), "--log-level", "WARNING"],
+        [*(prefix or []), sys.executable, "-m", "shipper.cli", "ship", "--config", str(cfg), "--log-level", "WARNING"],
         stdin=subprocess.DEVNULL,
     )
     try:
