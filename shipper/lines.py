@@ -24,15 +24,16 @@ from shipper.event import Event, buffer_entry, pack_events, pack_one, unpack_eve
 _NO_NEWLINE = itemgetter(slice(None, -1))
 
 
-def split_lines(data: bytes) -> tuple[list[bytes], bytes]:
-    """The lines of ``data`` that end with ``\n`` (without it), and what follows the last one:
-    ``data.split(b"\n")`` but its last part apart. Newlines are found with ``memchr`` (through
-    ``BytesIO.readlines``), some four times faster per byte than ``bytes.split``'s byte loop."""
+def split_lines(data: bytes, keep_newlines: bool = False) -> tuple[list[bytes], bytes]:
+    """The lines of ``data`` that end with ``\n`` (without it, unless ``keep_newlines``), and what
+    follows the last one: ``data.split(b"\n")`` but its last part apart. Newlines are found with
+    ``memchr`` (through ``BytesIO.readlines``), some four times faster per byte than
+    ``bytes.split``'s byte loop."""
     lines = io.BytesIO(data).readlines()
     rest = b""
     if lines and lines[-1][-1:] != b"\n":
         rest = lines.pop()
-    return list(map(_NO_NEWLINE, lines)), rest
+    return (lines if keep_newlines else list(map(_NO_NEWLINE, lines))), rest
 
 
 class LineBatch:

@@ -78,9 +78,9 @@ def test_split_line_batches_respects_both_limits() -> None:
     assert flatten([b for g in by_bytes for b in g]) == flatten(batches)
 
 
-def _read(path: Path, chunk: int, batches: bool) -> list[Item]:
+def _read(path: Path, chunk: int, batches: bool, max_line: int = 65536) -> list[Item]:
     cfg = FileSourceConfig.model_validate({"type": "file", "include": [str(path)], "format": "cri",
-                                           "max_line_bytes": 65536, "read_chunk_bytes": chunk})
+                                           "max_line_bytes": max_line, "read_chunk_bytes": chunk})
     fd = os.open(path, os.O_RDONLY)
     try:
         st = os.fstat(fd)
@@ -107,6 +107,20 @@ def test_a_read_in_batches_makes_the_events_of_the_line_path(tmp_path: Path, chu
     assert all(type(i) is Event for i in plain)
     assert sum(isinstance(i, LineBatch) for i in batched) >= 2
     assert count([i for i in batched if isinstance(i, LineBatch)]) > 300
+    assert flatten(batched) == plain
+
+
+@pytest.mark.parametrize("chunk", [4096, 65536])
+def test_lines_over_the_limit_cost_the_same_in_batches(tmp_path: Path, chunk: int,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a 300-byte limit, many lines are cut and their rest skipped (across reads too)."""
+    monkeypatch.setattr(time, "time_ns", lambda: 1_234_567_890_123_456_789)
+    path = tmp_path / POD_FILE
+    path.write_bytes(b"".join(corpus(1_700_000_000 * 10**9)))
+    batched = _read(path, chunk, True, max_line=300)
+    plain = _read(path, chunk, False, max_line=300)
+    assert sum(isinstance(i, LineBatch) for i in batched) >= 2
+    assert any(e.meta.get("truncated") for e in plain)
     assert flatten(batched) == plain
 
 

@@ -24,6 +24,8 @@ _DEEP_BYTES, _DEEP_BRACKETS = 2 * MAX_RECORD_DEPTH, MAX_RECORD_DEPTH  # as Event
 _FRACTION_SCALE = [10 ** (9 - n) for n in range(10)]
 _SECS: dict[bytes, int | None] = {}  # b"YYYY-MM-DDTHH:MM:SS" -> its epoch ns (None: not a time, or out of range)
 _MAX_SECS = 16384
+_FRACTIONS: dict[bytes, int] = {}  # b"123" -> 123_000_000 (milliseconds repeat every second)
+_MAX_FRACTIONS = 4096
 _UNSEEN: Any = object()
 
 
@@ -42,6 +44,18 @@ def _whole_seconds_ns(prefix: bytes) -> int | None:
 
 
 
+def _fraction_ns(frac: bytes) -> int | None:
+    """Nanoseconds of a second's fraction (1-9 digits after the point), cached; None if it is not
+    digits."""
+    if not frac.isdigit():
+        return None
+    if len(_FRACTIONS) >= _MAX_FRACTIONS:
+        _FRACTIONS.clear()
+    ns: int = int(frac) * _FRACTION_SCALE[len(frac)]
+    _FRACTIONS[frac] = ns
+    return ns
+
+
 class LineColumns:
     """The lines of the current read that go out as one LineBatch."""
 
@@ -56,9 +70,9 @@ class LineColumns:
 
     def split(self, lines: list[bytes], pos: int, valid: bool, max_line: int, partials: Sized,
               other: Callable[[bytes, int], None]) -> int:
-        """Take the lines of a read (the first at file offset ``pos``) into the columns, handing
-        each line they cannot hold to ``other(line, offset)`` in turn; returns the offset after the
-        last line.
+        """Take the lines of a read (each with its ``\\n``; the first at file offset ``pos``) into the
+        columns, handing each line they cannot hold to ``other(line, offset)`` (without its
+        ``\\n``) in turn; returns the offset after the last line.
 
         The common line (``<time> <stream> F {"timestamp":"...SS.fffZ",...}``, its second seen
         before) is taken inline; other whole lines through :meth:`take`. ``valid``: every line is
@@ -67,37 +81,50 @@ class LineColumns:
         """
         add_piece, add_offset = self._pieces.append, self._offsets.append
         add_time, add_stream = self._times.append, self._streams.append
-        secs_of, names, scale, head = _SECS, _STREAM_NAMES, _FRACTION_SCALE, _TS_FIRST
+        secs_of, fractions, head = _SECS, _FRACTIONS, _TS_FIRST
+        # The whole second of the line before: most lines share it, compared in place (no slice).
+        # No line matches the first (the inline path takes ASCII reads only).
+        last_prefix, last_secs = b"\xff" * 19, None
         for raw in lines:
             off = pos
-            n = len(raw)
-            pos += n + 1
-            if n <= max_line and not partials:
+            pos += len(raw)
+            if len(raw) <= max_line + 1 and not partials:
                 parts = raw.split(b" ", 3)
                 if len(parts) == 4 and parts[2] == b"F":
-                    ts, msg = parts[0], parts[3]
+                    ts, msg = parts[0], parts[3]  # the payload, and its newline: a piece of the batch
                     # Inline: time field first, as "YYYY-MM-DDTHH:MM:SS.f...Z" (1-9 digits), like
                     # parse_rfc3339_ns's own fast path, from a cache of whole seconds in bytes.
-                    if valid and msg[:_TS_FIRST_LEN] == head and len(ts) >= 20 and ts[4] == 45 \
-                            and ts[10] in (84, 116) and msg[-1:] != b"\r" \
-                            and (len(msg) <= _DEEP_BYTES or msg.count(b"{") + msg.count(b"[") <= _DEEP_BRACKETS):
+                    if valid and msg.startswith(head) and len(ts) >= 20 and ts[4] == 45 \
+                            and ts[10] in (84, 116) and msg[-2:-1] != b"\r" \
+                            and (len(msg) <= _DEEP_BYTES + 1 or msg.count(b"{") + msg.count(b"[") <= _DEEP_BRACKETS):
                         end = msg.find(b'"', _TS_FIRST_LEN)
                         if 34 < end < 45 and msg[end - 1] == 90 and msg[33] == 46:  # "Z", "."
-                            secs = secs_of.get(msg[14:33], _UNSEEN)
-                            if secs is _UNSEEN:
-                                secs = _whole_seconds_ns(msg[14:33])
+                            if msg.startswith(last_prefix, 14):
+                                secs = last_secs
+                            else:
+                                last_prefix = msg[14:33]
+                                secs = secs_of.get(last_prefix, _UNSEEN)
+                                if secs is _UNSEEN:
+                                    secs = _whole_seconds_ns(last_prefix)
+                                last_secs = secs
                             frac = msg[34 : end - 1]
-                            if secs is not None and frac.isdigit():
-                                rts = secs + int(frac) * scale[len(frac)]
+                            part = fractions.get(frac)
+                            if part is None:
+                                part = _fraction_ns(frac)
+                            if secs is not None and part is not None:
+                                rts = secs + part
                                 if rts:
                                     add_piece(msg)
                                     add_offset(off)
                                     add_time(rts)
-                                    add_stream(names.get(parts[1]) or parts[1].decode() or None)
+                                    name = parts[1]
+                                    add_stream("stdout" if name == b"stdout" else "stderr" if name == b"stderr"
+                                               else name.decode() or None)
                                     continue
+                    parts[3] = msg[:-1]
                     if self.take(parts, off, valid):
                         continue
-            other(raw, off)
+            other(raw[:-1], off)
         return pos
 
     def take(self, parts: list[bytes], off: int, valid: bool) -> bool:
@@ -128,7 +155,7 @@ class LineColumns:
             rts = time.time_ns()
         elif not (type(rts) is int and INT64_MIN <= rts <= INT64_MAX):
             return False  # the per-line path repairs and flags it
-        self._pieces.append(msg)
+        self._pieces += (msg, b"\n")
         self._offsets.append(off)
         self._times.append(rts)
         stream = parts[1]
@@ -139,8 +166,7 @@ class LineColumns:
         """Hand on the lines gathered so far as one LineBatch (before any event that follows them)."""
         if self._offsets:
             # Copied, then emptied in place: split() holds these very lists.
-            self._pieces.append(b"")
-            out.append(LineBatch(base, uid, b"\n".join(self._pieces), self._offsets.copy(),
+            out.append(LineBatch(base, uid, b"".join(self._pieces), self._offsets.copy(),
                                  self._times.copy(), self._streams.copy()))
             for column in (self._pieces, self._offsets, self._times, self._streams):
                 column.clear()

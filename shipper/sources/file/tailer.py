@@ -152,14 +152,14 @@ class Tailer:
             self._buf = b""
             self._buf_start = start + len(data)
             return
-        lines, rest = split_lines(data)
+        lines, rest = split_lines(data, keep_newlines=self._batching)
         pos = start
         max_line = self.cfg.max_line_bytes
         cri = self._cri
         if self._batching:
             if self._discarding and lines:
                 self._discarding = False  # the rest of an overlong line whose head was emitted
-                pos += len(lines[0]) + 1
+                pos += len(lines[0])
                 lines = lines[1:]
             pos = self._columns.split(lines, pos, data.isascii(), max_line, self._partials,
                                       lambda raw, off: self._other_line(raw, off, out))
