@@ -14,7 +14,8 @@ beyond its top level.
 from __future__ import annotations
 
 from collections.abc import Callable
-from operator import attrgetter, gt, itemgetter
+from itertools import compress, islice, repeat
+from operator import attrgetter, eq, gt, itemgetter
 from typing import Any
 
 import msgspec
@@ -26,15 +27,17 @@ from shipper.sinks.loki.labels import LabelRenderer, Pairs
 
 _UNSET = msgspec.UNSET
 _LabelScalar = str | None | msgspec.UnsetType  # one type only: equal tuples render equal labels
+_FEW_KEYS = 4  # label tuples in a batch up to which lines are grouped by a pass per tuple
 
 
 class _Entries:
     """The columns of one stream of a request, in the order its lines came."""
 
-    __slots__ = ("labels", "lines", "pairs", "positions", "sms", "times")
+    __slots__ = ("adds", "labels", "lines", "pairs", "positions", "sms", "times")
 
     def __init__(self, labels: str, pairs: Pairs) -> None:
         self.labels, self.pairs = labels, pairs
+        self.adds = 0  # calls of add: lines from one call are in their order already
         self.lines: list[bytes] = []
         self.times: list[int] = []
         self.sms: list[bytes] = []
@@ -56,6 +59,7 @@ class _Entries:
             self.times.append(times[i])
             self.sms.append(sms[i])
         self.positions += map(first.__add__, idx)
+        self.adds += 1
 
     def sort(self) -> None:
         """Oldest first, lines of equal time in the order they came (as the event path sorts).
@@ -63,7 +67,8 @@ class _Entries:
         Lines of one batch reach a stream by label tuple (two tuples can share labels, e.g. the
         same labels on stdout and stderr), so they are put back in their order too."""
         times, positions = self.times, self.positions
-        if any(map(gt, times, times[1:])) or any(map(gt, positions, positions[1:])):
+        if any(map(gt, times, islice(times, 1, None))) \
+                or (self.adds > 1 and any(map(gt, positions, islice(positions, 1, None)))):
             order = sorted(range(len(times)), key=lambda i: (times[i], positions[i]))
             self.lines = [self.lines[i] for i in order]
             self.times = [times[i] for i in order]
@@ -142,6 +147,9 @@ class LinePush:
         buckets: dict[Any, list[int]] = {}
         if len(distinct) == 1:
             buckets[keys[0]] = list(range(n))
+        elif len(distinct) <= _FEW_KEYS:  # a pass per key, in C, beats a Python step per line
+            for k in distinct:
+                buckets[k] = list(compress(range(n), map(eq, keys, repeat(k))))
         else:
             for i, k in enumerate(keys):
                 buckets.setdefault(k, []).append(i)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from operator import add
-from types import NoneType
 from typing import Any
 
 import cramjam
@@ -167,19 +166,16 @@ class MetadataField:
     def encode(self, values: list[Any]) -> list[bytes]:
         """The wire bytes of each value (b"" for a missing or empty one)."""
         heads = self.heads
-        types = set(map(type, values))
-        if types == {NoneType}:
-            return [b""] * len(values)
-        if types == {str}:
-            try:
-                encoded = list(map(str.encode, values))
-            except UnicodeEncodeError:
-                return [self.pair(v) for v in values]
-            sizes = list(map(len, encoded))
-            if min(sizes) > 0 and max(sizes) < 128:  # the common case, a C loop per value
-                return list(map(add, map(heads.__getitem__, sizes), encoded))
-            return [heads[n] + b if 0 < (n := len(b)) < 128 else self.pair(b.decode()) for b in encoded]
-        return [self.pair(v) for v in values]
+        try:
+            encoded = list(map(str.encode, values))  # strings only (TypeError otherwise), valid UTF-8
+        except (TypeError, UnicodeEncodeError):
+            if values.count(None) == len(values):
+                return [b""] * len(values)
+            return [self.pair(v) for v in values]
+        sizes = list(map(len, encoded))
+        if min(sizes, default=1) > 0 and max(sizes, default=0) < 128:  # the common case, a C loop per value
+            return list(map(add, map(heads.__getitem__, sizes), encoded))
+        return [heads[n] + b if 0 < (n := len(b)) < 128 else self.pair(b.decode()) for b in encoded]
 
     def meta_pair(self, meta: dict[str, Any]) -> bytes | None:
         """The wire bytes of this field for every event with metadata ``meta`` whatever its record

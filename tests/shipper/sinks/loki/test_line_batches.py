@@ -98,7 +98,8 @@ def _sink(tmp_path: Path, labels: dict[str, str], metadata: list[str], recorder:
     return LokiSink("loki", cfg, str(tmp_path), transport=httpx.MockTransport(recorder))
 
 
-@pytest.mark.parametrize("labels", [LABELS, ALTERNATIVES], ids=["plain", "alternatives"])
+@pytest.mark.parametrize("labels", [LABELS, ALTERNATIVES, {"level": "{{ level }}"}],
+                         ids=["plain", "alternatives", "one-field"])
 @pytest.mark.parametrize("metadata", METADATA_SETS, ids=["default", "mixed", "message", "none"])
 async def test_line_batches_push_the_bodies_their_events_push(
         items: list[Item], tmp_path: Path, labels: dict[str, str], metadata: list[str]) -> None:
@@ -195,3 +196,20 @@ async def test_batches_go_from_their_columns_unless_a_line_needs_its_event(
         assert by_columns and by_events  # the odd lines of the corpus take the events
         assert any(len(set(b.streams)) == 2 for b in by_columns)
         assert all(line.startswith(b"{") for b in by_columns for line in b.lines())
+
+
+def test_a_stream_fed_twice_orders_equal_times_by_position() -> None:
+    """Lines of one batch reach a stream from two label tuples (stdout and stderr with the same
+    labels): at equal times they go in the order they came, as the event path sorts them."""
+    from shipper.sinks.loki.direct import _Entries
+
+    lines, times, sms = [b"a", b"b", b"c"], [1, 5, 5], [b"", b"", b""]
+    fed_twice = _Entries("{}", ())
+    fed_twice.add([0, 2], lines, times, sms, 10)  # stdout: the first and the third line
+    fed_twice.add([1], lines, times, sms, 10)  # stderr: the second, in the same millisecond as the third
+    fed_twice.sort()
+    assert (fed_twice.lines, fed_twice.positions) == ([b"a", b"b", b"c"], [10, 11, 12])
+    fed_once = _Entries("{}", ())
+    fed_once.add([0, 1, 2], lines, [5, 5, 1], sms, 0)
+    fed_once.sort()
+    assert (fed_once.lines, fed_once.times) == ([b"c", b"a", b"b"], [1, 5, 5])
