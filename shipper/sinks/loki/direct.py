@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import compress, islice, repeat
-from operator import attrgetter, eq, gt, itemgetter
+from operator import eq, gt, itemgetter
 from typing import Any
 
 import msgspec
@@ -27,6 +27,7 @@ from shipper.sinks.loki.labels import LabelRenderer, Pairs
 
 _UNSET = msgspec.UNSET
 _LabelScalar = str | None | msgspec.UnsetType  # one type only: equal tuples render equal labels
+_astuple = msgspec.structs.astuple
 _FEW_KEYS = 4  # label tuples in a batch up to which lines are grouped by a pass per tuple
 
 
@@ -89,13 +90,15 @@ class LinePush:
             for i, k in enumerate(keys)
         ], gc=False)  # scalars only: no cycle to collect
         self._decode = msgspec.json.Decoder(struct).decode
-        attrs = [f"f{keys.index(k)}" for k in keys if k in label_keys]
-        self._label_key: Callable[[Any], Any] = attrgetter(*attrs) if attrs else (lambda _: ())
+        # Lines are read as tuples of their fields (in ``keys`` order): an index is cheaper than an
+        # attribute lookup on the struct.
+        at = [keys.index(k) for k in keys if k in label_keys]
+        self._label_key: Callable[[Any], Any] = itemgetter(*at) if at else (lambda _: ())
         self._metadata: list[tuple[Any, Callable[[Any], Any] | None]] = [
-            (f, attrgetter(f"f{keys.index(f.key)}") if f.key is not None else None)
+            (f, itemgetter(keys.index(f.key)) if f.key is not None else None)
             for f in encoder.metadata.fields
         ]
-        self._roots = {f.name: (attrgetter(f"f{keys.index(f.root)}"), attrgetter(f"f{keys.index(f'{f.root}.{f.sub}')}"))
+        self._roots = {f.name: (itemgetter(keys.index(f.root)), itemgetter(keys.index(f"{f.root}.{f.sub}")))
                        for f in encoder.metadata.fields if f.root is not None}
 
     def request(self, batches: list[LineBatch]) -> tuple[PushRequest, list[_Entries]]:
@@ -121,7 +124,7 @@ class LinePush:
         """Add a batch's lines from their columns; False (nothing added) if it needs its events."""
         lines = b.lines()
         try:
-            objs = list(map(self._decode, lines))
+            objs = list(map(_astuple, map(self._decode, lines)))
         except (msgspec.DecodeError, msgspec.ValidationError):
             return False
         names = dict.fromkeys(b.streams)
@@ -156,7 +159,7 @@ class LinePush:
         times = b.times
         for idx in buckets.values():
             i = idx[0]
-            view = self.views.view(msgspec.structs.astuple(objs[i]), lines[i].decode(), times[i], metas[b.streams[i]])
+            view = self.views.view(objs[i], lines[i].decode(), times[i], metas[b.streams[i]])
             labels, pairs = self.labels.stream_for(view)
             s = streams.get(labels)
             if s is None:
