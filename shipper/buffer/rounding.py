@@ -3,6 +3,7 @@
 Records rarely hold a whole number of a sink's batches (a file source record is one read of a
 file), so a sink cutting each read into batches would send one short batch per read. A read that
 reached a limit goes on with records already written while the limits would not divide it evenly.
+Record bytes stand for the sink's own measure of size (close, not equal: an estimate is enough).
 """
 
 from __future__ import annotations
@@ -13,9 +14,13 @@ ROUND_UP_BYTES = 4 * 1024 * 1024  # and at most this much past max_bytes
 
 def wants_more(events: int, size: int, max_events: int, max_bytes: int) -> bool:
     """Whether a read of ``events`` and ``size`` bytes that reached a limit takes one more record:
-    within the bounds above, while its last batch's worth would be short of both limits."""
-    return (events < ROUND_UP_BATCHES * max_events and size < max_bytes + ROUND_UP_BYTES
-            and _short(events, max_events) and _short(size, max_bytes))
+    within the bounds above, while its last batch would be short of the limit that cuts the read
+    first (the one it holds more multiples of)."""
+    if events >= ROUND_UP_BATCHES * max_events or size >= max_bytes + ROUND_UP_BYTES:
+        return False
+    if events * max_bytes >= size * max_events:  # events / max_events >= size / max_bytes
+        return _short(events, max_events)
+    return _short(size, max_bytes)
 
 
 def _short(n: int, limit: int) -> bool:

@@ -178,3 +178,17 @@ async def test_a_rounded_up_read_stops_at_its_bounds(tmp_path: Path, monkeypatch
     chunks = await buf.read(1 << 20, one * 3 // 2, 0, round_up=True)
     assert len(chunks) == 3  # 1.5 records: the read takes 2, and rounds up by at most one more
     await buf.close()
+
+
+def test_rounding_follows_the_limit_that_cuts_first() -> None:
+    from shipper.buffer.rounding import wants_more
+
+    mib = 1 << 20
+    # 2,400 events in 0.95 MiB against 2,000 / 1 MiB: the events limit cuts, leaving 400 (20 %).
+    assert wants_more(2400, 950_000, 2000, mib)
+    assert not wants_more(4000, 1_900_000, 2000, mib)  # two whole batches by events
+    # 100 events in 1.95 MiB against 1,000 / 1 MiB: bytes cut; 0.95 MiB left is over 90 % of a batch.
+    assert not wants_more(100, int(1.95 * mib), 1000, mib)
+    assert wants_more(100, int(1.5 * mib), 1000, mib)
+    assert not wants_more(8000, 100, 2000, mib)  # four batches' worth: the bound
+    assert not wants_more(10, mib + (4 << 20), 1000, mib)  # 4 MiB past max_bytes: the bound
