@@ -233,8 +233,9 @@ class DiskBuffer:
     async def read(self, max_events: int, max_bytes: int, timeout: float, *, round_up: bool = False) -> list[Chunk]:
         """Wait for data, then return records up to the limits, waiting up to ``timeout`` to fill.
 
-        ``round_up``: a read that reached a limit goes on with records already written (never
-        waiting) while the limits would not divide it evenly (:mod:`~shipper.buffer.rounding`).
+        ``round_up``: a read whose first record reached a limit goes on with records already
+        written (never waiting) while the limits would not divide it evenly
+        (:mod:`~shipper.buffer.rounding`).
         """
         async with self._changed:
             await self._changed.wait_for(lambda: self._closed or self._available())
@@ -262,7 +263,7 @@ class DiskBuffer:
                     )
             except TimeoutError:
                 break
-        if round_up and (events >= max_events or size >= max_bytes):
+        if round_up and len(chunks) == 1 and (events >= max_events or size >= max_bytes):
             while wants_more(events, size, max_events, max_bytes) and self._available():
                 chunk = self._read_one()
                 if chunk is not None:

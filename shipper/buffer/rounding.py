@@ -1,9 +1,12 @@
 """When a buffer read that reached a sink's batch limits takes more records (``round_up``).
 
 Records rarely hold a whole number of a sink's batches (a file source record is one read of a
-file), so a sink cutting each read into batches would send one short batch per read. A read that
-reached a limit goes on with records already written while the limits would not divide it evenly.
-Record bytes stand for the sink's own measure of size (close, not equal: an estimate is enough).
+file), so a sink whose batches are smaller than a record would send one short batch per record. A
+read whose first record reached a limit goes on with records already written while the limits would
+not divide it evenly. Reads of several smaller records are left as they are: their short batch is
+a smaller share, and rounding them up held whole batches more in memory (real Loki, 5,000-event
+batches: peak RSS 81 -> 95-125 MiB for no CPU gain). Record bytes stand for the sink's own measure
+of size (close, not equal: an estimate is enough).
 """
 
 from __future__ import annotations

@@ -143,22 +143,30 @@ async def _records(buf: DiskBuffer, sizes: list[int]) -> None:
 
 async def test_a_rounded_up_read_takes_written_records_until_the_limits_divide_it(tmp_path: Path) -> None:
     buf = DiskBuffer(tmp_path, "round")
-    await _records(buf, [3] * 10)
+    await _records(buf, [5] * 8)
     plain = await buf.read(4, 1 << 30, 0)
-    assert [c.count for c in plain] == [3, 3]  # 6: a batch of 4, then one of 2
+    assert [c.count for c in plain] == [5]  # a batch of 4, then one of 1
     rounded = await buf.read(4, 1 << 30, 0, round_up=True)
-    assert [c.count for c in rounded] == [3, 3, 3, 3]  # 12: three batches of 4
+    assert [c.count for c in rounded] == [5, 5, 5, 5]  # 20: five batches of 4
     buf.ack(plain + rounded)
-    assert buf.pending_events == 12
+    assert buf.pending_events == 15
+    await buf.close()
+
+
+async def test_only_a_read_of_one_record_over_the_limits_is_rounded_up(tmp_path: Path) -> None:
+    buf = DiskBuffer(tmp_path, "round-small")
+    await _records(buf, [3] * 6)
+    # Two records reached the limit of 4: records smaller than a batch are left as they are.
+    assert [c.count for c in await buf.read(4, 1 << 30, 0, round_up=True)] == [3, 3]
     await buf.close()
 
 
 async def test_a_rounded_up_read_never_waits_and_rounds_only_a_read_that_reached_a_limit(tmp_path: Path) -> None:
     buf = DiskBuffer(tmp_path, "round-wait")
-    await _records(buf, [3, 3])
-    # 6 reached the limit of 4; nothing more is written: back at once, not after the timeout.
+    await _records(buf, [5])
+    # 5 reached the limit of 4; nothing more is written: back at once, not after the timeout.
     chunks = await asyncio.wait_for(buf.read(4, 1 << 30, 30, round_up=True), 2)
-    assert [c.count for c in chunks] == [3, 3]
+    assert [c.count for c in chunks] == [5]
     await _records(buf, [3])
     # Under the limits after its timeout: nothing to round.
     assert [c.count for c in await buf.read(10, 1 << 30, 0.05, round_up=True)] == [3]
@@ -175,8 +183,8 @@ async def test_a_rounded_up_read_stops_at_its_bounds(tmp_path: Path, monkeypatch
     one = (await buf.read(1, 1 << 30, 0))[0].size
     # By bytes: no more than ROUND_UP_BYTES past max_bytes.
     monkeypatch.setattr(rounding, "ROUND_UP_BYTES", one)
-    chunks = await buf.read(1 << 20, one * 3 // 2, 0, round_up=True)
-    assert len(chunks) == 3  # 1.5 records: the read takes 2, and rounds up by at most one more
+    chunks = await buf.read(1 << 20, one * 3 // 4, 0, round_up=True)
+    assert len(chunks) == 2  # a record is over max_bytes; the second takes the read past the bound
     await buf.close()
 
 
