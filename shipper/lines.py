@@ -25,8 +25,8 @@ _NO_NEWLINE = itemgetter(slice(None, -1))
 
 
 def split_lines(data: bytes, keep_newlines: bool = False) -> tuple[list[bytes], bytes]:
-    """The lines of ``data`` that end with ``\n`` (without it, unless ``keep_newlines``), and what
-    follows the last one: ``data.split(b"\n")`` but its last part apart. Newlines are found with
+    """The lines of ``data`` that end with ``\\n`` (without it, unless ``keep_newlines``), and what
+    follows the last one: ``data.split(b"\\n")`` but its last part apart. Newlines are found with
     ``memchr`` (through ``BytesIO.readlines``), some four times faster per byte than
     ``bytes.split``'s byte loop."""
     lines = io.BytesIO(data).readlines()
