@@ -272,13 +272,9 @@ class ProtobufEncoder:
             lv = v[ln] if ln < 16384 else varint(ln)
             lt = len(ts) + len(tn)
             n = lt + 3 + len(lv) + ln + len(sm)
-            if n < 16384:
-                extend((b"\x12", v[n], b"\x0a", v[lt], ts, tn, b"\x12", lv, line, sm))
-                size += n + (2 if n < 128 else 3)  # the entry's tag, length and bytes
-            else:
-                nv = varint(n)
-                extend((b"\x12", nv, b"\x0a", v[lt], ts, tn, b"\x12", lv, line, sm))
-                size += n + 1 + len(nv)
+            nv = v[n] if n < 16384 else varint(n)
+            extend((b"\x12", nv, b"\x0a", v[lt], ts, tn, b"\x12", lv, line, sm))
+            size += n + (2 if n < 128 else 3 if n < 16384 else 1 + len(nv))  # the entry's tag, length, bytes
         out[at] = b"\x0a" + varint(size)
 
     def _stream_head(self, labels: str) -> bytes:
